@@ -1,0 +1,1 @@
+"""peerix_nb: Peerix-compatible WebRTC rooms for Python notebooks, on aiortc."""

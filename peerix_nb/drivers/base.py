@@ -1,0 +1,63 @@
+"""Driver: the interface every signaling transport implements (PROTOCOL.md, "Namespaces and drivers")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..errors import PeerixError
+from ..events import Emitter, Event
+
+#: What a driver calls for each message it delivers: `handler(message_bytes)`.
+MessageHandler = Callable[[bytes], Any]
+
+
+class Driver(Emitter):
+    """Moves opaque byte messages between peers, by namespace (a list of string parts).
+
+    Subclass it and implement `subscribe`, `unsubscribe` and `dispatch` (all async). Call
+    `set_active(True)` once the transport can carry messages, and `set_active(False)` when it
+    cannot: a joined peer announces itself again whenever its driver becomes active. Report
+    transport trouble with `report_error`. Listeners use `on("active"|"inactive"|"error", fn)`.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._active = False
+
+    @property
+    def active(self) -> bool:
+        """True while messages can be dispatched."""
+        return self._active
+
+    def set_active(self, active: bool) -> None:
+        """Flip the active flag and emit `active` / `inactive` on a change."""
+        active = bool(active)
+        if active == self._active:
+            return
+        self._active = active
+        self.emit(Event(name="active" if active else "inactive", state="active" if active else "inactive"))
+
+    def report_error(self, error: BaseException | str) -> None:
+        """Emit an `error` event (code PEER_SIGNALING_ERROR unless the error has its own)."""
+        if isinstance(error, str):
+            error = PeerixError("PEER_SIGNALING_ERROR", error)
+        self.emit(Event(name="error", error=PeerixError.wrap(error, "PEER_SIGNALING_ERROR")))
+
+    async def subscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
+        """Deliver every message dispatched to `namespace` to `handler(bytes)`."""
+        raise NotImplementedError
+
+    async def unsubscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
+        """Stop delivering `namespace` to `handler`."""
+        raise NotImplementedError
+
+    async def dispatch(self, namespace: Sequence[str], message: bytes) -> None:
+        """Send `message` to every subscriber of `namespace`."""
+        raise NotImplementedError
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release the transport (connections, sockets). Optional."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} active={self._active}>"

@@ -1,0 +1,76 @@
+"""MemoryDriver: in-process signaling, with optional delay, loss and duplication for experiments."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Sequence
+
+from .base import Driver, MessageHandler
+
+
+class MemoryDriver(Driver):
+    """Delivers messages between peers of one process (PROTOCOL.md: key = parts joined with ':').
+
+    `delay` is in milliseconds, as in Peerix: each delivery waits a random 75-125 % of it, so
+    a delay also reorders messages. `loss` and `duplicate` are probabilities per delivery,
+    drawn from a generator seeded with `seed`, to study how a room copes with a bad network.
+    """
+
+    def __init__(
+        self, delay: float = 0, *, loss: float = 0.0, duplicate: float = 0.0, seed: int | None = None
+    ) -> None:
+        super().__init__()
+        for name, value in (("loss", loss), ("duplicate", duplicate)):
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"MemoryDriver {name} must be a probability in [0, 1], got {value}")
+        if delay < 0:
+            raise ValueError(f"MemoryDriver delay must be >= 0 ms, got {delay}")
+        self.delay = float(delay)
+        self.loss = float(loss)
+        self.duplicate = float(duplicate)
+        self._random = random.Random(seed)
+        self._subscribers: dict[str, list[MessageHandler]] = {}
+        self.set_active(True)
+
+    @staticmethod
+    def key(namespace: Sequence[str]) -> str:
+        return ":".join(namespace)
+
+    async def subscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
+        self._subscribers.setdefault(self.key(namespace), []).append(handler)
+
+    async def unsubscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
+        key = self.key(namespace)
+        handlers = self._subscribers.get(key)
+        if handlers and handler in handlers:
+            handlers.remove(handler)
+            if not handlers:
+                del self._subscribers[key]
+
+    async def dispatch(self, namespace: Sequence[str], message: bytes) -> None:
+        if not self.active:
+            return
+        loop = asyncio.get_running_loop()
+        for handler in list(self._subscribers.get(self.key(namespace), ())):
+            copies = 1
+            if self.loss and self._random.random() < self.loss:
+                copies = 0
+            elif self.duplicate and self._random.random() < self.duplicate:
+                copies = 2
+            for _ in range(copies):
+                if self.delay:
+                    wait = self.delay * self._random.uniform(0.75, 1.25) / 1000.0
+                    loop.call_later(wait, self._deliver, handler, message)
+                else:
+                    loop.call_soon(self._deliver, handler, message)
+
+    def _deliver(self, handler: MessageHandler, message: bytes) -> None:
+        try:
+            handler(message)
+        except Exception as error:  # a subscriber's bug must not stop delivery to the others
+            self.report_error(error)
+
+    def subscriber_count(self) -> int:
+        """How many (namespace, handler) subscriptions exist; handy to check for leaks."""
+        return sum(len(h) for h in self._subscribers.values())
