@@ -1,1 +1,38 @@
-"""peerix_nb: Peerix-compatible WebRTC rooms for Python notebooks, on aiortc."""
+"""peerix_nb: Peerix-compatible WebRTC rooms for Python notebooks, on aiortc.
+
+from peerix_nb import Peer, MemoryDriver
+peer = Peer(driver=MemoryDriver())
+await peer.join(room="lobby", metadata={"name": "ada"})
+"""
+
+from .drivers import Driver, MemoryDriver
+from .errors import ErrorCode, PeerixError
+from .events import Event
+from .log import EventLog
+from .peer import ChannelOptions, Peer, PeerInfo
+from .remote import RemotePeer
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelOptions",
+    "Driver",
+    "ErrorCode",
+    "Event",
+    "EventLog",
+    "MemoryDriver",
+    "Peer",
+    "PeerInfo",
+    "PeerixError",
+    "RemotePeer",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> object:
+    # NatsDriver needs the optional nats-py package: import it only when asked for.
+    if name == "NatsDriver":
+        from .drivers.nats import NatsDriver
+
+        return NatsDriver
+    raise AttributeError(f"module 'peerix_nb' has no attribute {name!r}")

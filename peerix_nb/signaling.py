@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
+import uuid
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -54,9 +58,61 @@ def _fail(reason: str, cause: BaseException | None = None) -> PeerixError:
 
 
 # -- primitives (also used by the interop test vectors) --------------------------------------
+def js_number(x: float) -> str:
+    """A float as JavaScript's Number.prototype.toString writes it (ECMA-262 Number::toString).
+
+    Python writes 1.0, -0.0 and 5e-07 where JavaScript writes 1, 0 and 5e-7; NaN and the
+    infinities become null, as in JSON.stringify. repr() gives the shortest round-trip digits,
+    which is what JavaScript uses too; only the layout differs.
+    """
+    if x != x or x in (math.inf, -math.inf):
+        return "null"
+    if x == 0:
+        return "0"
+    sign = "-" if x < 0 else ""
+    _, digit_tuple, exponent = Decimal(repr(abs(x))).normalize().as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    k, n = len(digits), int(exponent) + len(digits)  # value = 0.digits * 10**n
+    if k <= n <= 21:
+        return sign + digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return sign + digits[:n] + "." + digits[n:]
+    if -6 < n <= 0:
+        return sign + "0." + "0" * -n + digits
+    e = n - 1
+    mantissa = digits if k == 1 else digits[0] + "." + digits[1:]
+    return f"{sign}{mantissa}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+def _replace_floats(value: Any, found: dict[str, str], token: str) -> Any:
+    if isinstance(value, float):
+        key = f"{token}{len(found)}"
+        found[key] = js_number(value)
+        return key
+    if isinstance(value, dict):
+        return {k: _replace_floats(v, found, token) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_replace_floats(v, found, token) for v in value]
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def to_json(value: Any) -> bytes:
-    """Serialize like JavaScript's `JSON.stringify`: no spaces, non-ASCII kept as UTF-8."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    """Serialize like JavaScript's `JSON.stringify`: no spaces, non-ASCII kept as UTF-8,
+    numbers laid out as JavaScript does, lone surrogates escaped (checked against Node)."""
+    floats: dict[str, str] = {}
+    token = f"\x00{uuid.uuid4().hex}:"
+    value = _replace_floats(value, floats, token)
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    for key, number in floats.items():
+        text = text.replace(json.dumps(key, ensure_ascii=False), number, 1)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        # A lone surrogate (a str Python can hold but UTF-8 cannot): escape it like JS does.
+        return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 def compress(data: bytes) -> bytes:
@@ -73,7 +129,7 @@ def decompress(data: bytes, limit: int = MAX_MESSAGE_BYTES) -> bytes:
     if inflater.unconsumed_tail:
         raise _fail(f"decompressed message exceeds {limit} bytes")
     if not inflater.eof:
-        raise _fail("truncated compressed message")
+        raise _fail("cannot decompress message: truncated data")
     return out
 
 

@@ -1,0 +1,632 @@
+"""Peer: the local peer — joins rooms, keeps one RemotePeer per remote, fans out channels and streams.
+
+Driver messages arrive here (JOIN/OFFER/ANSWER/CANDIDATE/LEAVE, PROTOCOL.md), are decoded by the
+SignalingCodec and handed to the RemotePeer they concern. Public methods that do asynchronous work
+(`join`, `leave`, `open`, `close`, `publish`, `unpublish`) start it at once and return a task, so
+a widget callback can call them without awaiting, like a JavaScript promise; awaiting waits for
+the step to finish. Arguments are checked before the task starts: bad input raises right away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import random
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .drivers.base import Driver
+from .drivers.memory import MemoryDriver
+from .errors import ErrorCode, PeerixError
+from .events import Emitter, Event, TaskOwner
+from .log import EventLog
+from .remote import RemotePeer, make_configuration
+from .signaling import ANSWER, CANDIDATE, JOIN, LEAVE, OFFER, Message, SignalingCodec
+
+if TYPE_CHECKING:
+    from aiortc.mediastreams import MediaStreamTrack
+
+    from .media import MediaStream
+
+_default_driver: MemoryDriver | None = None
+
+
+def default_driver() -> MemoryDriver:
+    """The process-wide MemoryDriver shared by every Peer created without a driver."""
+    global _default_driver
+    if _default_driver is None:
+        _default_driver = MemoryDriver()
+    return _default_driver
+
+
+def check_message(message: Any) -> str | bytes:
+    """A data-channel payload: str or bytes-like (sent as bytes)."""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, (bytes, bytearray, memoryview)):
+        return bytes(message)
+    raise TypeError(f"can only send str or bytes, got {type(message).__name__}")
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOptions:
+    """How to open a data channel; `wire()` is the `["channel", {...}]` request body."""
+
+    label: str
+    ordered: bool = True
+    max_retransmits: int | None = None
+    max_packet_life_time: int | None = None
+    protocol: str = ""
+
+    @classmethod
+    def make(
+        cls,
+        label: str,
+        ordered: bool = True,
+        max_retransmits: int | None = None,
+        max_packet_life_time: int | None = None,
+        protocol: str = "",
+    ) -> ChannelOptions:
+        if not isinstance(label, str) or not label:
+            raise ValueError(
+                f"channel label must be a non-empty string (the empty label is the control channel), got {label!r}"
+            )
+        if not isinstance(ordered, bool):
+            raise TypeError(f"ordered must be True or False, got {ordered!r}")
+        for name, value in (
+            ("max_retransmits", max_retransmits),
+            ("max_packet_life_time", max_packet_life_time),
+        ):
+            if value is not None and (
+                not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65535
+            ):
+                raise ValueError(f"{name} must be an integer in 0..65535 or None, got {value!r}")
+        if max_retransmits is not None and max_packet_life_time is not None:
+            raise ValueError("give max_retransmits or max_packet_life_time, not both")
+        if not isinstance(protocol, str):
+            raise TypeError(f"protocol must be a string, got {protocol!r}")
+        return cls(label, ordered, max_retransmits, max_packet_life_time, protocol)
+
+    def wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"label": self.label, "ordered": self.ordered}
+        if self.max_retransmits is not None:
+            body["maxRetransmits"] = self.max_retransmits
+        if self.max_packet_life_time is not None:
+            body["maxPacketLifeTime"] = self.max_packet_life_time
+        if self.protocol:
+            body["protocol"] = self.protocol
+        return body
+
+    @classmethod
+    def from_wire(cls, body: Any) -> ChannelOptions:
+        if not isinstance(body, dict):
+            raise TypeError("channel request must be an object")
+        return cls.make(
+            body.get("label"),  # type: ignore[arg-type]
+            body.get("ordered", True),
+            body.get("maxRetransmits"),
+            body.get("maxPacketLifeTime"),
+            body.get("protocol", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PeerInfo:
+    """What `verify` receives about a peer asking to connect."""
+
+    id: str
+    metadata: Any
+
+    def __getitem__(self, key: str) -> Any:  # also readable like the dict browser Peerix passes
+        return getattr(self, key)
+
+
+Verify = Callable[[PeerInfo], "bool | Awaitable[bool]"]
+
+
+class Peer:
+    """A peer of a Peerix room.
+
+    `Peer(id=None, driver=None, ice_servers=None, ice_transport_policy="all",
+    connection_timeout=15, signaling_compression=True, signaling_hashing=False,
+    signaling_encryption_key=None)`: with no driver, peers of this process share one
+    MemoryDriver; `ice_servers=None` means no STUN/TURN servers at all.
+    """
+
+    def __init__(
+        self,
+        id: str | None = None,
+        driver: Driver | None = None,
+        ice_servers: Any = None,
+        ice_transport_policy: str = "all",
+        connection_timeout: float = 15,
+        signaling_compression: bool = True,
+        signaling_hashing: bool = False,
+        signaling_encryption_key: str | bytes | None = None,
+    ) -> None:
+        if id is None:
+            id = str(uuid.uuid4())
+        if not isinstance(id, str) or not id or len(id) > 256:
+            raise ValueError(
+                f"peer id must be a non-empty string of at most 256 characters, got {id!r}"
+            )
+        if driver is not None and not isinstance(driver, Driver):
+            raise TypeError(f"driver must be a peerix_nb Driver, got {type(driver).__name__}")
+        if not isinstance(connection_timeout, (int, float)) or connection_timeout < 0:
+            raise ValueError(
+                f"connection_timeout must be a number of seconds >= 0, got {connection_timeout!r}"
+            )
+        self.id = id
+        self.driver: Driver = driver if driver is not None else default_driver()
+        self.connection_timeout = float(connection_timeout)
+        self.ice_servers = ice_servers
+        self.ice_transport_policy = ice_transport_policy
+        self._configuration = make_configuration(ice_servers, ice_transport_policy)
+        self._codec = SignalingCodec(
+            signaling_compression, signaling_encryption_key, signaling_hashing
+        )
+
+        self.room = ""
+        self.metadata: Any = None
+        self.joined = False
+        self.connections: dict[str, RemotePeer] = {}
+        self.channels: dict[
+            str, ChannelOptions
+        ] = {}  # configured labels, for current and future remotes
+        self.streams: dict[
+            str, MediaStream
+        ] = {}  # published label -> stream (its id names it on the wire)
+
+        self._tasks = TaskOwner(self._task_failed)  # protocol work: cancelled on leave
+        self._handler_tasks = TaskOwner(self._task_failed)  # users' async handlers: run to the end
+        self._emitter = _PeerEmitter(self)
+        self.events = EventLog(self.id)
+        self._emitter.on("*", self.events.record)
+        self._verify: Verify | None = None
+        self._admitting: dict[str, list[tuple[Message, bool]]] = {}
+        self._namespaces: list[list[str]] = []
+        self._join_task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        where = f"room={self.room!r}" if self.joined else "not joined"
+        return f"<Peer {self.id} {where} connections={len(self.connections)}>"
+
+    # -- events -----------------------------------------------------------------------------
+    def on(self, name: str, handler: Callable[[Event], Any] | None = None) -> Any:
+        """Call `handler(event)` for `name` (`connection`, `channel:message`, ...); also a decorator."""
+        return self._emitter.on(name, handler)
+
+    def once(self, name: str, handler: Callable[[Event], Any] | None = None) -> Any:
+        """Like `on`, for the next matching event only."""
+        return self._emitter.once(name, handler)
+
+    def off(self, name: str, handler: Callable[[Event], Any] | None = None) -> None:
+        """Remove a handler (or all handlers of `name`)."""
+        self._emitter.off(name, handler)
+
+    async def wait_for(
+        self, name: str, where: Callable[[Event], bool] | None = None, timeout: float | None = None
+    ) -> Event:
+        """Wait for the next event `name` for which `where(event)` is true."""
+        return await self._emitter.wait_for(name, where, timeout)
+
+    def _emit(self, event: Event) -> None:
+        event.id = self.id
+        self._emitter.emit(event)
+
+    def _report(
+        self,
+        error: BaseException,
+        code: ErrorCode = "UNKNOWN_ERROR",
+        remote: RemotePeer | None = None,
+    ) -> None:
+        self._emit(Event(name="error", remote=remote, error=PeerixError.wrap(error, code)))
+
+    def _task_failed(self, error: BaseException, name: str) -> None:
+        self._report(error, "UNKNOWN_ERROR")
+
+    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            coro.close()
+            raise RuntimeError(
+                f"Peer.{name}() needs a running asyncio event loop: use `await peer.{name}(...)` "
+                "in a notebook cell or inside a coroutine run by asyncio.run()"
+            ) from None
+        return self._tasks.spawn(coro, name=f"peer:{name}")
+
+    # -- joining and leaving ----------------------------------------------------------------
+    def join(
+        self, room: str = "default", metadata: Any = None, verify: Verify | None = None
+    ) -> asyncio.Task[None]:
+        """Join `room`, announcing `metadata`; `verify(info)` may reject peers (bool or awaitable)."""
+        if not isinstance(room, str) or not room:
+            raise ValueError(f"room must be a non-empty string, got {room!r}")
+        if verify is not None and not callable(verify):
+            raise TypeError("verify must be a callable taking the peer info and returning a bool")
+        try:
+            json.dumps(metadata)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"metadata must be JSON-serializable: {error}") from None
+        if self.joined or self._join_task is not None:
+            return self._join_task or self._start(_noop(), "join")
+        self._join_task = self._start(self._join(room, metadata, verify), "join")
+        return self._join_task
+
+    async def _join(self, room: str, metadata: Any, verify: Verify | None) -> None:
+        self.room, self.metadata, self._verify = room, metadata, verify
+        self.events.room = room
+        self._namespaces = [self._codec.namespace([room]), self._codec.namespace([room, self.id])]
+        driver = self.driver
+        try:
+            await driver.subscribe(self._namespaces[0], self._on_room_message)
+            try:
+                await driver.subscribe(self._namespaces[1], self._on_direct_message)
+            except BaseException:
+                await driver.unsubscribe(self._namespaces[0], self._on_room_message)
+                raise
+        except BaseException as error:
+            self._join_task = None
+            self._namespaces = []
+            if isinstance(error, Exception):
+                raise PeerixError.wrap(error, "PEER_SIGNALING_ERROR") from error
+            raise
+        driver.on("active", self._on_driver_active)
+        driver.on("inactive", self._on_driver_inactive)
+        driver.on("error", self._on_driver_error)
+        self.joined = True
+        self._join_task = None
+        self._emit(Event(name="room:join", state="joined", detail=room))
+        await self._announce()
+
+    def leave(self) -> asyncio.Task[None]:
+        """Close every remote, broadcast LEAVE and stop listening; a no-op when not joined."""
+        return self._start(self._leave(), "leave")
+
+    async def _leave(self) -> None:
+        if self._join_task is not None and not self._join_task.done():
+            self._join_task.cancel()
+            await asyncio.gather(self._join_task, return_exceptions=True)
+        if not self.joined:
+            return
+        self.joined = False
+        driver = self.driver
+        driver.off("active", self._on_driver_active)
+        driver.off("inactive", self._on_driver_inactive)
+        driver.off("error", self._on_driver_error)
+        try:
+            if driver.active:
+                await self._dispatch(self._namespaces[0], [LEAVE, self.id], "leave", None)
+        except Exception as error:
+            self._report(error, "PEER_SIGNALING_ERROR")
+        remotes = list(self.connections.values())
+        await asyncio.gather(
+            *(r.shutdown("left the room") for r in remotes), return_exceptions=True
+        )
+        self.connections.clear()
+        self._admitting.clear()
+        handlers = (self._on_room_message, self._on_direct_message)
+        for namespace, handler in zip(self._namespaces, handlers, strict=True):
+            try:
+                await driver.unsubscribe(namespace, handler)
+            except Exception as error:
+                self._report(error, "PEER_SIGNALING_ERROR")
+        self._namespaces = []
+        await self._tasks.cancel_all(keep=asyncio.current_task())
+        self._emit(Event(name="room:leave", state="left", detail=self.room))
+
+    async def _announce(self, to: str | None = None) -> None:
+        if not self.joined or not self.driver.active:
+            return
+        namespace = self._namespaces[0] if to is None else self._codec.namespace([self.room, to])
+        await self._dispatch(namespace, [JOIN, self.id, self.metadata], "join", None)
+
+    async def _announce_later(self, to: str | None = None) -> None:
+        # PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
+        await asyncio.sleep(random.random())
+        await self._announce(to)
+
+    # -- driver events ----------------------------------------------------------------------
+    def _on_driver_active(self, event: Event) -> None:
+        self._emit(Event(name="driver:active", state="active"))
+        if self.joined:
+            self._tasks.spawn(self._announce_later(), name="peer:announce")
+
+    def _on_driver_inactive(self, event: Event) -> None:
+        self._emit(Event(name="driver:inactive", state="inactive"))
+
+    def _on_driver_error(self, event: Event) -> None:
+        self._report(
+            event.error or PeerixError("PEER_SIGNALING_ERROR", "driver error"),
+            "PEER_SIGNALING_ERROR",
+        )
+
+    # -- sending through the driver ---------------------------------------------------------
+    async def _dispatch(
+        self, namespace: list[str], message: list[Any], kind: str, remote: RemotePeer | None
+    ) -> None:
+        data = self._codec.encode(message)
+        await self.driver.dispatch(namespace, data)
+        self._emit(
+            Event(name="signal:send", remote=remote, kind=kind, via="driver", size=len(data))
+        )
+
+    def _send_direct(self, remote_id: str, message: list[Any], kind: str) -> None:
+        """Send a message to one remote through the driver (used by RemotePeer)."""
+        if not self.joined:
+            return
+        namespace = self._codec.namespace([self.room, remote_id])
+        remote = self.connections.get(remote_id)
+        self._tasks.spawn(
+            self._dispatch_or_report(namespace, message, kind, remote), name=f"peer:send-{kind}"
+        )
+
+    async def _dispatch_or_report(
+        self, namespace: list[str], message: list[Any], kind: str, remote: RemotePeer | None
+    ) -> None:
+        try:
+            await self._dispatch(namespace, message, kind, remote)
+        except Exception as error:
+            self._report(error, "PEER_SIGNALING_ERROR", remote=remote)
+
+    # -- receiving from the driver ----------------------------------------------------------
+    def _on_room_message(self, data: bytes) -> None:
+        self._on_driver_message(data, direct=False)
+
+    def _on_direct_message(self, data: bytes) -> None:
+        self._on_driver_message(data, direct=True)
+
+    def _on_driver_message(self, data: bytes, direct: bool) -> None:
+        if not self.joined:
+            return
+        try:
+            message = self._codec.decode(data)
+        except PeerixError as error:
+            self._emit(
+                Event(
+                    name="signal:drop",
+                    via="driver",
+                    size=len(data) if isinstance(data, bytes) else None,
+                    detail=error.message,
+                )
+            )
+            self._report(error, "PEER_SIGNALING_ERROR")
+            return
+        if message.sender == self.id:
+            return  # our own broadcast, echoed by the driver
+        remote = self.connections.get(message.sender)
+        self._emit(
+            Event(
+                name="signal:recv",
+                remote=remote,
+                kind=message.kind,
+                via="driver",
+                size=len(data),
+                detail=None if remote else message.sender,
+            )
+        )
+        if message.sender in self._admitting:
+            self._admitting[message.sender].append((message, direct))
+            return
+        self._route(message, direct)
+
+    def _route(self, message: Message, direct: bool) -> None:
+        sender = message.sender
+        remote = self.connections.get(sender)
+        if message.type == JOIN:
+            if remote is not None:
+                if not direct and remote.state not in ("failed", "closed"):
+                    return  # a re-announcement from a remote we already have
+                # A direct JOIN means the remote lost us and wants to start over.
+                self._tasks.spawn(self._restart(remote, message), name="peer:restart")
+                return
+            self._admit(message, direct)
+        elif message.type == OFFER:
+            if remote is not None and remote._control_open:
+                # A driver offer on an established connection: the remote started a new one.
+                self._tasks.spawn(self._restart(remote, message), name="peer:restart")
+            elif remote is not None:
+                remote.receive(OFFER, message.description, "driver")
+            else:
+                self._admit(message, direct)
+        elif message.type in (ANSWER, CANDIDATE):
+            if remote is None:
+                self._emit(
+                    Event(
+                        name="signal:drop",
+                        kind=message.kind,
+                        via="driver",
+                        detail=f"no connection to {sender}",
+                    )
+                )
+                return
+            remote.receive(
+                message.type,
+                message.description if message.type == ANSWER else message.candidate,
+                "driver",
+            )
+        elif message.type == LEAVE and remote is not None:
+            self._tasks.spawn(remote.shutdown("remote left"), name="peer:remote-left")
+
+    async def _restart(self, remote: RemotePeer, message: Message) -> None:
+        await remote.shutdown("remote restarted the connection")
+        self._admit(message, direct=True)
+
+    def _admit(self, message: Message, direct: bool) -> None:
+        """Run `verify` for a new remote (JOIN or OFFER), holding its later messages meanwhile."""
+        sender = message.sender
+        self._admitting[sender] = []
+        self._tasks.spawn(self._admit_task(message, direct), name=f"peer:admit:{sender}")
+
+    async def _admit_task(self, message: Message, direct: bool) -> None:
+        sender = message.sender
+        try:
+            accepted = await self._verified(sender, message.metadata)
+        except BaseException:
+            self._admitting.pop(sender, None)
+            raise
+        held = self._admitting.pop(sender, [])
+        if not self.joined:
+            return
+        if not accepted:
+            self._emit(
+                Event(
+                    name="signal:reject",
+                    kind=message.kind,
+                    via="driver",
+                    detail=f"{sender} rejected by verify",
+                )
+            )
+            return
+        remote = RemotePeer(self, sender, message.metadata, self.room)
+        self.connections[sender] = remote
+        if message.type == JOIN:
+            remote.start()
+        else:
+            remote.receive(OFFER, message.description, "driver")
+        for later, later_direct in held:
+            self._route(later, later_direct)
+
+    async def _verified(self, sender: str, metadata: Any) -> bool:
+        if self._verify is None:
+            return True
+        try:
+            result = self._verify(PeerInfo(sender, metadata))
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as error:
+            self._report(
+                PeerixError("PEER_SIGNALING_ERROR", f"verify raised {error!r}", cause=error)
+            )
+            return False
+        return bool(result)
+
+    def _remote_closed(self, remote: RemotePeer, failed: bool) -> None:
+        if self.connections.get(remote.id) is remote:
+            del self.connections[remote.id]
+        if failed and self.joined:
+            # PROTOCOL.md: after `failed`, JOIN the remote directly to try again.
+            self._tasks.spawn(self._announce_later(to=remote.id), name="peer:rejoin")
+
+    # -- data channels ----------------------------------------------------------------------
+    def open(
+        self,
+        label: str = "default",
+        *,
+        ordered: bool = True,
+        max_retransmits: int | None = None,
+        max_packet_life_time: int | None = None,
+        protocol: str = "",
+    ) -> asyncio.Task[None]:
+        """Open data channel `label` to every remote, now and for remotes that connect later."""
+        options = ChannelOptions.make(
+            label, ordered, max_retransmits, max_packet_life_time, protocol
+        )
+        return self._start(self._open(options), "open")
+
+    async def _open(self, options: ChannelOptions) -> None:
+        self.channels[options.label] = options
+        for remote in list(self.connections.values()):
+            remote.open_channel(options)
+
+    def close(self, label: str) -> asyncio.Task[None]:
+        """Close data channel `label` on every remote and forget it."""
+        if not isinstance(label, str):
+            raise TypeError(f"channel label must be a string, got {label!r}")
+        return self._start(self._close(label), "close")
+
+    async def _close(self, label: str) -> None:
+        self.channels.pop(label, None)
+        for remote in list(self.connections.values()):
+            await remote.close(label)
+
+    def send(self, message: str | bytes, label: str | None = None) -> int:
+        """Send to channel `label` of every remote (or every open channel); returns how many got it."""
+        message = check_message(message)
+        if label is not None and not isinstance(label, str):
+            raise TypeError(f"channel label must be a string, got {label!r}")
+        sent = 0
+        for remote in list(self.connections.values()):
+            if label is None:
+                sent += remote.send(message)
+            else:
+                channel = remote.channels.get(label)
+                if channel is not None and channel.readyState == "open":
+                    sent += remote.send(message, label)
+        return sent
+
+    # -- media ------------------------------------------------------------------------------
+    def publish(
+        self, stream: MediaStream | MediaStreamTrack | None = None, label: str | None = None
+    ) -> asyncio.Task[None]:
+        """Publish `stream` (a MediaStream or one track) under `label` to every remote.
+
+        Publishing again under the same label swaps the tracks (PROTOCOL.md "Media"): same kind
+        replaces the track on its sender, a new kind adds one, a kind no longer there stops.
+        """
+        from aiortc.mediastreams import MediaStreamTrack
+
+        from .media import MediaStream
+
+        if isinstance(stream, MediaStreamTrack):
+            stream = MediaStream([stream])
+        if not isinstance(stream, MediaStream):
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR",
+                f"publish() needs a peerix_nb.media.MediaStream or an aiortc track, got {type(stream).__name__}",
+            )
+        if label is None:
+            label = stream.id
+        if not isinstance(label, str) or not label:
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR", f"stream label must be a non-empty string, got {label!r}"
+            )
+        current = self.streams.get(label)
+        if current is None:
+            self.streams[label] = MediaStream(stream.tracks, id=stream.id)
+        else:
+            for track in current.tracks:
+                current.remove_track(track)
+            for track in stream.tracks:
+                current.add_track(track)
+        return self._start(self._sync_streams(), "publish")
+
+    def unpublish(self, label: str) -> asyncio.Task[None]:
+        """Stop publishing the stream under `label`."""
+        if label not in self.streams:
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR", f"no stream is published under label {label!r}"
+            )
+        del self.streams[label]
+        return self._start(self._sync_streams(), "unpublish")
+
+    async def _sync_streams(self) -> None:
+        await asyncio.gather(*(remote.sync_streams() for remote in list(self.connections.values())))
+
+
+class _PeerEmitter(Emitter):
+    """The Peer's emitter: a failing handler becomes an `error` event (never for `error` itself)."""
+
+    def __init__(self, peer: Peer) -> None:
+        super().__init__(peer._handler_tasks)
+        self._peer = peer
+
+    def handler_failed(self, error: BaseException, event: Event) -> None:
+        if event.name == "error":
+            super().handler_failed(error, event)
+            return
+        wrapped = PeerixError(
+            "UNKNOWN_ERROR", f"handler for {event.name} raised {error!r}", cause=error
+        )
+        self._peer._emit(Event(name="error", remote=event.remote, error=wrapped))
+
+
+async def _noop() -> None:
+    return None
+
+
+__all__ = ["ChannelOptions", "Peer", "PeerInfo", "default_driver"]

@@ -1,0 +1,143 @@
+"""Emitter and EventLog unit tests: groups, once/off, decorators, async and failing handlers, dtypes."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pandas as pd
+import pytest
+
+from peerix_nb import Event, EventLog, Peer, PeerixError
+from peerix_nb.events import Emitter
+
+
+def test_group_exact_and_wildcard_handlers():
+    emitter, seen = Emitter(), []
+    emitter.on("*", lambda e: seen.append(("*", e.name)))
+    emitter.on("connection", lambda e: seen.append(("group", e.name)))
+    emitter.on("connection:new", lambda e: seen.append(("exact", e.name)))
+    emitter.emit(Event(name="connection:new"))
+    emitter.emit(Event(name="channel:open"))
+    assert seen == [
+        ("*", "connection:new"),
+        ("exact", "connection:new"),
+        ("group", "connection:new"),
+        ("*", "channel:open"),
+    ]
+
+
+def test_once_off_and_decorator():
+    emitter, seen = Emitter(), []
+
+    @emitter.on("channel")
+    def on_channel(e):
+        seen.append(("on", e.name))
+
+    emitter.once("channel:open", lambda e: seen.append(("once", e.name)))
+    emitter.emit(Event(name="channel:open"))
+    emitter.emit(Event(name="channel:open"))
+    emitter.off("channel", on_channel)
+    emitter.emit(Event(name="channel:open"))
+    assert seen == [("once", "channel:open"), ("on", "channel:open"), ("on", "channel:open")]
+    emitter.on("x", print)
+    emitter.off("x")
+    assert "x" not in emitter._handlers
+
+
+def test_bad_subscriptions_are_rejected():
+    emitter = Emitter()
+    with pytest.raises(TypeError):
+        emitter.on("", print)
+    with pytest.raises(TypeError):
+        emitter.on("x", "not callable")  # type: ignore[arg-type]
+
+
+async def test_async_handlers_and_failing_handlers_become_error_events():
+    peer = Peer()
+    errors, done = [], asyncio.Event()
+
+    @peer.on("room")
+    async def slow(e):
+        await asyncio.sleep(0)
+        done.set()
+
+    peer.on("room:join", lambda e: 1 / 0)
+
+    @peer.on("room:join")
+    async def fails_later(e):
+        raise RuntimeError("boom")
+
+    peer.on("error", errors.append)
+    peer._emit(Event(name="room:join"))
+    await asyncio.wait_for(done.wait(), 5)
+    await peer.wait_for("error", lambda e: "boom" in e.error.message, timeout=5) if len(
+        errors
+    ) < 2 else None
+    messages = [e.error.message for e in errors]
+    assert any("ZeroDivisionError" in m for m in messages) and any("boom" in m for m in messages)
+    assert all(isinstance(e.error, PeerixError) and e.error.code == "UNKNOWN_ERROR" for e in errors)
+
+
+async def test_failing_error_handler_does_not_recurse(caplog):
+    peer = Peer()
+    calls = []
+    peer.on("error", lambda e: calls.append(e) or 1 / 0)
+    peer._report(RuntimeError("x"))
+    assert len(calls) == 1
+
+
+async def test_wait_for_filters_and_times_out():
+    peer = Peer()
+    waiter = asyncio.ensure_future(
+        peer.wait_for("channel:open", lambda e: e.label == "b", timeout=5)
+    )
+    await asyncio.sleep(0)
+    peer._emit(Event(name="channel:open", label="a"))
+    peer._emit(Event(name="channel:open", label="b"))
+    assert (await waiter).label == "b"
+    with pytest.raises(asyncio.TimeoutError, match="channel:close"):
+        await peer.wait_for("channel:close", timeout=0.01)
+    assert "channel:close" not in peer._emitter._handlers
+
+
+def test_event_log_frame_has_schema_dtypes():
+    log = EventLog("me")
+    log.room = "lobby"
+    log.record(Event(name="signal:send", kind="join", via="driver", size=30))
+    log.record(Event(name="channel:message", label="chat", data="hello"))
+    log.record(Event(name="channel:message", label="chat", data=b"\x00\x01"))
+    log.record(Event(name="error", error=PeerixError("PEER_SIGNALING_ERROR", "bad")))
+    frame = log.to_frame()
+    assert list(frame.columns) == [
+        "time",
+        "t",
+        "peer",
+        "room",
+        "remote",
+        "event",
+        "state",
+        "label",
+        "kind",
+        "via",
+        "bytes",
+        "detail",
+    ]
+    assert isinstance(frame["time"].dtype, pd.DatetimeTZDtype)
+    assert frame["t"].dtype == "float64" and frame["t"].is_monotonic_increasing
+    for column in ("peer", "room", "remote", "event", "state", "kind", "via"):
+        assert isinstance(frame[column].dtype, pd.CategoricalDtype), column
+    assert str(frame["bytes"].dtype) == "Int64"
+    assert frame["bytes"].tolist()[:3] == [30, 5, 2] and frame["bytes"].isna().tolist()[3]
+    assert (
+        frame["detail"].tolist()[1] == "hello"
+        and "PEER_SIGNALING_ERROR" in frame["detail"].tolist()[3]
+    )
+    assert (frame["room"] == "lobby").all() and (frame["peer"] == "me").all()
+
+
+def test_empty_log_frame_and_row_cap():
+    assert EventLog("x").to_frame().empty
+    log = EventLog("x", max_rows=3)
+    for i in range(5):
+        log.record(Event(name="e", detail=i))
+    assert [r["detail"] for r in log] == [2, 3, 4]
