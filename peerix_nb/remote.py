@@ -228,6 +228,7 @@ class RemotePeer:
         self._outgoing: dict[RTCRtpTransceiver, _Outgoing] = {}
         self._incoming: dict[str, _Incoming] = {}
         self._control_open = False
+        self._offer_started: tuple[float, str] | None = None  # our pending offer: when, which path
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self.connection: RTCPeerConnection = self._create_connection()
@@ -312,7 +313,9 @@ class RemotePeer:
         @pc.on("icegatheringstatechange")
         def on_gathering() -> None:
             if pc is self.connection:
-                self._emit("ice:gathering", state=pc.iceGatheringState)
+                state = pc.iceGatheringState
+                count, summary = _local_candidates(pc) if state == "complete" else (None, None)
+                self._emit("ice:gathering", state=state, size=count, detail=summary)
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
@@ -325,6 +328,22 @@ class RemotePeer:
         control.on("close", lambda: self._on_control_close(control))
         control.on("message", lambda data: self._on_control_message(control, data))
         self._control = control
+
+        # With max-bundle every m-line rides the transports the control channel created first;
+        # their state changes are the ICE and DTLS phases of the timing breakdown.
+        dtls = pc.sctp.transport
+        ice = dtls.transport
+
+        @ice.on("statechange")
+        def on_ice_state() -> None:
+            if pc is self.connection:
+                self._emit("ice:state", state=ice.state)
+
+        @dtls.on("statechange")
+        def on_dtls_state() -> None:
+            if pc is self.connection:
+                self._emit("dtls:state", state=dtls.state)
+
         return pc
 
     def _on_connection_state(self, state: str) -> None:
@@ -413,6 +432,13 @@ class RemotePeer:
                 raise
             except Exception as error:
                 self._report(error, code)
+                if code == "PEER_NEGOTIATION_ERROR" and self.connection.remoteDescription is None:
+                    # The first exchange cannot be applied (e.g. an SDP aiortc rejects): this
+                    # connection can never work, and retrying would get the same description.
+                    self._tasks.spawn(
+                        self.shutdown(f"first negotiation failed: {error}"),
+                        name=f"remote:{self.id}:close",
+                    )
 
     def negotiate(self) -> None:
         """Ask for an offer to the remote (coalesced: one queued negotiation at a time)."""
@@ -458,15 +484,16 @@ class RemotePeer:
     async def _make_offer(self) -> None:
         self._needs_negotiation = False
         pc = self.connection
+        via = "control" if self._control_open else "driver"
+        self._offer_started = (time.perf_counter(), via)
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
-        self._send_description(
-            pc.localDescription, via="control" if self._control_open else "driver"
-        )
+        self._send_description(pc.localDescription, via=via)
 
     async def _op_offer(
         self, description: dict[str, str], labels: dict[str, str] | None, via: str
     ) -> None:
+        started = time.perf_counter()
         pc = self.connection
         parked: list[RTCRtpTransceiver] = []
         if pc.signalingState != "stable":
@@ -502,6 +529,7 @@ class RemotePeer:
         finally:
             rollback.restore(pc, parked)
         self._send_description(pc.localDescription, via=via)
+        self._negotiated("remote", started, via)
         await self._after_exchange()
 
     async def _op_answer(self, description: dict[str, str]) -> None:
@@ -512,7 +540,16 @@ class RemotePeer:
             )
             return
         await pc.setRemoteDescription(RTCSessionDescription(sdp=description["sdp"], type="answer"))
+        if self._offer_started is not None:
+            started, via = self._offer_started
+            self._offer_started = None
+            self._negotiated("local", started, via)
         await self._after_exchange()
+
+    def _negotiated(self, offerer: str, started: float, via: str) -> None:
+        """A log row per completed offer/answer exchange: who offered, which path, how long."""
+        took = (time.perf_counter() - started) * 1000
+        self._emit("negotiation:done", kind=offerer, via=via, detail=f"{took:.1f} ms")
 
     async def _after_exchange(self) -> None:
         await self._apply_queued_candidates()
@@ -890,6 +927,16 @@ class RemotePeer:
         if not stream.tracks and self.streams.get(label) is stream:
             del self.streams[label]
             self._emit("stream:remove", stream=stream, label=label, detail=incoming.stream_id)
+
+
+def _local_candidates(pc: RTCPeerConnection) -> tuple[int, str]:
+    """How many local candidates the (bundled) gatherer found, and of which types."""
+    sctp = pc.sctp
+    candidates = sctp.transport.transport.iceGatherer.getLocalCandidates() if sctp else []
+    types: dict[str, int] = {}
+    for candidate in candidates:
+        types[candidate.type] = types.get(candidate.type, 0) + 1
+    return len(candidates), ", ".join(f"{n} {kind}" for kind, n in sorted(types.items()))
 
 
 def _ufrag(sdp: str) -> str | None:

@@ -1,0 +1,27 @@
+"""`python -m bench`: run every benchmark module of this package (each has a `main()`)."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import sys
+
+import bench
+
+
+def main() -> int:
+    names = sorted(
+        m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
+    )
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        run = getattr(module, "main", None)
+        if run is None:
+            continue
+        print(f"== bench.{name}", flush=True)
+        run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
