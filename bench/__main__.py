@@ -1,4 +1,4 @@
-"""`python -m bench`: run every benchmark module of this package (each has a `main()`)."""
+"""`python -m bench [NAME ...]`: run every benchmark module of this package (or the named ones)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import bench
 
 
-def main() -> int:
-    names = sorted(
+def main(argv: list[str]) -> int:
+    names = argv or sorted(
         m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
     )
     for name in names:
@@ -19,9 +19,10 @@ def main() -> int:
         if run is None:
             continue
         print(f"== bench.{name}", flush=True)
+        sys.argv = [f"bench.{name}"]  # each module parses its own options, with defaults here
         run()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -39,4 +39,4 @@ def median(values: list[float]) -> float:
 
 def spread(values: list[float]) -> str:
     ordered = sorted(values)
-    return f"{ordered[0]:.1f}–{ordered[-1]:.1f}"
+    return f"{ordered[0]:.1f}-{ordered[-1]:.1f}"

@@ -27,7 +27,10 @@ class PeerixError(Exception):
     """An error with a Peerix error code; `cause` keeps the original exception, if any."""
 
     def __init__(
-        self, code: ErrorCode = "UNKNOWN_ERROR", message: str = "", cause: BaseException | None = None
+        self,
+        code: ErrorCode = "UNKNOWN_ERROR",
+        message: str = "",
+        cause: BaseException | None = None,
     ) -> None:
         if code not in ERROR_CODES:
             raise ValueError(f"unknown PeerixError code {code!r}; expected one of {ERROR_CODES}")

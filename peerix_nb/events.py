@@ -103,7 +103,9 @@ class Emitter:
 
     def __init__(self, owner: TaskOwner | None = None) -> None:
         self._handlers: dict[str, list[tuple[Handler, bool]]] = {}
-        self._owner = owner
+        self._owner = owner or TaskOwner(
+            lambda error, name: logger.error("%s failed: %r", name, error)
+        )
 
     # -- subscription ---------------------------------------------------------------------
     @overload
@@ -129,7 +131,8 @@ class Emitter:
             return
         entries = self._handlers.get(name)
         if entries:
-            entries[:] = [e for e in entries if e[0] is not handler]
+            # ==, not `is`: each access to a bound method makes a new (equal) object
+            entries[:] = [e for e in entries if e[0] != handler]
             if not entries:
                 del self._handlers[name]
 
@@ -185,10 +188,7 @@ class Emitter:
             except Exception as error:
                 self.handler_failed(error, event)
 
-        if self._owner is not None:
-            self._owner.spawn(run(), name=f"handler:{event.name}")
-        else:
-            asyncio.ensure_future(run())
+        self._owner.spawn(run(), name=f"handler:{event.name}")
 
     def handler_failed(self, error: BaseException, event: Event) -> None:
         """A handler raised; subclasses turn this into an `error` event."""

@@ -510,7 +510,16 @@ class Peer:
             del self.connections[remote.id]
         if failed and self.joined:
             # PROTOCOL.md: after `failed`, JOIN the remote directly to try again.
-            self._tasks.spawn(self._announce_later(to=remote.id), name="peer:rejoin")
+            self._tasks.spawn(self._rejoin_later(remote.id), name="peer:rejoin")
+
+    async def _rejoin_later(self, remote_id: str) -> None:
+        await asyncio.sleep(random.random())
+        current = self.connections.get(remote_id)
+        if remote_id in self._admitting or (
+            current is not None and current.state not in ("failed", "closed")
+        ):
+            return  # the remote retried first: its JOIN already gave us a new connection
+        await self._announce(to=remote_id)
 
     # -- data channels ----------------------------------------------------------------------
     def open(

@@ -43,7 +43,9 @@ async def test_garbage_on_the_driver_is_an_error_event_and_changes_nothing():
         zlib.compress(b"{not json"),
         zlib.compress(b'[42, "x"]'),
         zlib.compress(b'{"type": "join"}'),
-        codec.encode([2, "stranger", {"type": "answer", "sdp": "v=0"}]),  # offer with an answer inside
+        codec.encode(
+            [2, "stranger", {"type": "answer", "sdp": "v=0"}]
+        ),  # offer with an answer inside
         codec.encode([4, "nobody-here", {"candidate": "candidate:1 1 udp 1 10.0.0.1 9 typ host"}]),
         codec.encode([3, "nobody-here", {"type": "answer", "sdp": "v=0\r\n"}]),
         codec.encode([1, a.id, {"claims": "to be a"}]),  # a JOIN claiming the receiver's own id
@@ -67,8 +69,13 @@ async def test_bad_sdp_in_a_first_offer_is_a_negotiation_error_and_the_remote_is
     rec = Recorder(a)
     await a.join(room="sdp")
     codec = SignalingCodec()
-    await driver.dispatch(["sdp", a.id], codec.encode([2, "evil", {"type": "offer", "sdp": "v=0\r\nm=garbage\r\n"}, {}]))
-    await wait_until([a], lambda: rec.errors() and "evil" not in a.connections and rec.names("connection:closed"))
+    await driver.dispatch(
+        ["sdp", a.id],
+        codec.encode([2, "evil", {"type": "offer", "sdp": "v=0\r\nm=garbage\r\n"}, {}]),
+    )
+    await wait_until(
+        [a], lambda: rec.errors() and "evil" not in a.connections and rec.names("connection:closed")
+    )
     assert rec.errors()[0].error.code == "PEER_NEGOTIATION_ERROR"
     assert not a.connections
     # and the peer still connects to a real newcomer
@@ -82,8 +89,17 @@ async def test_control_channel_garbage_from_a_connected_remote():
     a, b = await room(2, ids=["a", "b"], channels=["chat"])
     rec = Recorder(a)
     control = b.connections["a"]._control
-    for text in ["not json", "{}", "[]", "[1, 2]", '["offer", "no description"]', '["answer", {"type": "x"}]',
-                 '["candidate", {"candidate": 7}]', '["channel", "not an object"]', '["channel", {"label": ""}]']:
+    for text in [
+        "not json",
+        "{}",
+        "[]",
+        "[1, 2]",
+        '["offer", "no description"]',
+        '["answer", {"type": "x"}]',
+        '["candidate", {"candidate": 7}]',
+        '["channel", "not an object"]',
+        '["channel", {"label": ""}]',
+    ]:
         control.send(text)
     control.send(b"\x00binary")
     control.send('["some-future-event", {"x": 1}]')  # unknown names are ignored, not errors
@@ -102,13 +118,19 @@ async def test_timeout_fails_the_connection_then_a_direct_join_reconnects():
     await a.open("chat")
     await a.join(room="t")
     await b.join(room="t")
-    await wait_until([a, b], lambda: rec_a.names("connection:failed") and rec_b.names("connection:failed"), timeout=10)
+    await wait_until(
+        [a, b],
+        lambda: rec_a.names("connection:failed") and rec_b.names("connection:failed"),
+        timeout=10,
+    )
     await wait_until([a, b], lambda: channels_open([a, b], "chat"), timeout=15)
     for rec in (rec_a, rec_b):
         names = rec.names()
         failed = names.index("connection:failed")
         assert names[failed + 1] == "connection:closed"
-        assert names[failed + 1:].count("connection:new") >= 1 and names[-1] == "connection:connected"
+        assert (
+            names[failed + 1 :].count("connection:new") >= 1 and names[-1] == "connection:connected"
+        )
         detail = rec.events[failed].detail
         assert "not connected within 1.0 s" in detail
     await leave_all([a, b])
@@ -127,7 +149,9 @@ async def test_join_with_failing_driver_raises_and_leaves_peer_usable():
     a = Peer(driver=driver)
     with pytest.raises(Exception) as info:
         await a.join(room="x")
-    assert getattr(info.value, "code", None) == "PEER_SIGNALING_ERROR" and "driver is down" in str(info.value)
+    assert getattr(info.value, "code", None) == "PEER_SIGNALING_ERROR" and "driver is down" in str(
+        info.value
+    )
     assert not a.joined and driver.subscriber_count() == 0
     driver.fail = False
     await a.join(room="x")

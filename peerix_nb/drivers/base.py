@@ -36,7 +36,9 @@ class Driver(Emitter):
         if active == self._active:
             return
         self._active = active
-        self.emit(Event(name="active" if active else "inactive", state="active" if active else "inactive"))
+        self.emit(
+            Event(name="active" if active else "inactive", state="active" if active else "inactive")
+        )
 
     def report_error(self, error: BaseException | str) -> None:
         """Emit an `error` event (code PEER_SIGNALING_ERROR unless the error has its own)."""
@@ -56,7 +58,7 @@ class Driver(Emitter):
         """Send `message` to every subscriber of `namespace`."""
         raise NotImplementedError
 
-    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+    async def close(self) -> None:
         """Release the transport (connections, sockets). Optional."""
 
     def __repr__(self) -> str:

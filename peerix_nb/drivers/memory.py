@@ -18,12 +18,19 @@ class MemoryDriver(Driver):
     """
 
     def __init__(
-        self, delay: float = 0, *, loss: float = 0.0, duplicate: float = 0.0, seed: int | None = None
+        self,
+        delay: float = 0,
+        *,
+        loss: float = 0.0,
+        duplicate: float = 0.0,
+        seed: int | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("loss", loss), ("duplicate", duplicate)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"MemoryDriver {name} must be a probability in [0, 1], got {value}")
+                raise ValueError(
+                    f"MemoryDriver {name} must be a probability in [0, 1], got {value}"
+                )
         if delay < 0:
             raise ValueError(f"MemoryDriver delay must be >= 0 ms, got {delay}")
         self.delay = float(delay)
