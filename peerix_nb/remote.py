@@ -189,8 +189,7 @@ class _Incoming:
     mid: str
     stream_id: str
     label: str
-    tap: Tap
-    track: MediaStreamTrack
+    track: MediaStreamTrack  # a media.TapTrack subscribed to the receiver's tap
     stream: MediaStream
 
 
@@ -226,9 +225,11 @@ class RemotePeer:
         self._labels: dict[str, str] = {}  # remote stream id -> label, from the remote's last offer
         self._channel_options: dict[str, ChannelOptions] = {}  # opened for this remote only
         self._outgoing: dict[RTCRtpTransceiver, _Outgoing] = {}
-        self._incoming: dict[str, _Incoming] = {}
+        self._incoming: dict[str, _Incoming] = {}  # mid -> the remote track it carries now
+        self._taps: dict[str, Tap] = {}  # mid -> the tap draining its receiver
         self._control_open = False
         self._offer_started: tuple[float, str] | None = None  # our pending offer: when, which path
+        self._before_offer: Any = None  # what rollback returns to (rollback.snapshot)
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
         self.connection: RTCPeerConnection = self._create_connection()
@@ -394,8 +395,11 @@ class RemotePeer:
         self._closing = True
         self._cancel_timeout()
         for incoming in list(self._incoming.values()):
-            await self._end_incoming(incoming)
+            self._end_incoming(incoming)
         self._incoming.clear()
+        for tap in self._taps.values():
+            await tap.aclose()
+        self._taps.clear()
         for out in self._outgoing.values():
             out.track.set_source(None)
         current = asyncio.current_task()
@@ -486,6 +490,7 @@ class RemotePeer:
         pc = self.connection
         via = "control" if self._control_open else "driver"
         self._offer_started = (time.perf_counter(), via)
+        self._before_offer = rollback.snapshot(pc)
         offer = await pc.createOffer()
         await pc.setLocalDescription(offer)
         self._send_description(pc.localDescription, via=via)
@@ -505,8 +510,12 @@ class RemotePeer:
                     detail="glare: the impolite side keeps its offer",
                 )
                 return
-            if rollback.can_roll_back(pc):
-                parked = rollback.roll_back_local_offer(pc)
+            if pc.remoteDescription is None:
+                # Both sent the first offer: ours carried nothing else, so start over.
+                await self._replace_connection()
+                pc = self.connection
+            else:
+                parked = rollback.roll_back_local_offer(pc, self._before_offer)
                 self._needs_negotiation = True  # offer our rolled-back changes again afterwards
                 self._emit(
                     "signal:rollback",
@@ -514,9 +523,6 @@ class RemotePeer:
                     via=via,
                     detail=f"{len(parked)} transceivers parked",
                 )
-            else:
-                await self._replace_connection()
-                pc = self.connection
         if labels is not None:
             self._labels = labels
         try:
@@ -884,7 +890,7 @@ class RemotePeer:
         for mid, incoming in list(self._incoming.items()):
             if mid not in current or current[mid][1] != incoming.stream_id:
                 del self._incoming[mid]
-                self._tasks.spawn(self._end_incoming(incoming), name=f"remote:{self.id}:track-end")
+                self._end_incoming(incoming)
         for mid, (transceiver, stream_id, track_id) in current.items():
             if mid not in self._incoming:
                 self._start_incoming(mid, transceiver, stream_id, track_id)
@@ -892,11 +898,13 @@ class RemotePeer:
     def _start_incoming(
         self, mid: str, transceiver: RTCRtpTransceiver, stream_id: str, track_id: str
     ) -> None:
-        from .media import MediaStream, Tap
+        from .media import MediaStream, tap_for
 
-        source = transceiver.receiver.track
-        # Taps always drain the receiver: aiortc queues remote frames without bound otherwise.
-        tap = Tap(source)
+        tap = self._taps.get(mid)
+        if tap is None or tap.ended:
+            # One tap per receiver, for the connection's life: it drains the receiver even
+            # between tracks (aiortc queues remote frames without bound otherwise).
+            tap = self._taps[mid] = tap_for(transceiver.receiver.track)
         track = tap.subscribe(id=track_id)
         label = self._labels.get(stream_id, stream_id)
         stream = next((s for s in self.streams.values() if s.id == stream_id), None)
@@ -905,16 +913,31 @@ class RemotePeer:
             stream = MediaStream(id=stream_id)
             self.streams[label] = stream
         stream.add_track(track)
-        self._incoming[mid] = _Incoming(mid, stream_id, label, tap, track, stream)
+        self._incoming[mid] = _Incoming(mid, stream_id, label, track, stream)
         if new_stream:
             self._emit("stream:add", stream=stream, label=label, detail=stream_id)
         self._emit(
             "track:add", stream=stream, track=track, label=label, kind=track.kind, detail=stream_id
         )
+        self._tasks.spawn(
+            self._first_frame(tap, track, label), name=f"remote:{self.id}:first-frame"
+        )
 
-    async def _end_incoming(self, incoming: _Incoming) -> None:
+    async def _first_frame(self, tap: Tap, track: MediaStreamTrack, label: str) -> None:
+        """A log row when the first frame of a remote track arrives (the timing breakdown)."""
+        reader = tap.subscribe(origin=track)
+        try:
+            await reader.recv()
+        except MediaStreamError:
+            return  # the track ended before any frame
+        finally:
+            reader.stop()
+        self._emit("media:first-frame", track=track, label=label, kind=track.kind)
+
+    def _end_incoming(self, incoming: _Incoming) -> None:
+        """The remote track's life is over: it (and readers made from it) end, the tap stays."""
         stream, track, label = incoming.stream, incoming.track, incoming.label
-        await incoming.tap.aclose()
+        track.stop()
         stream.remove_track(track)
         self._emit(
             "track:remove",
