@@ -8,9 +8,10 @@ await peer.join(room="lobby", metadata={"name": "ada"})
 from .drivers import Driver, MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import Event
-from .log import EventLog
+from .log import EventLog, merge
 from .peer import ChannelOptions, Peer, PeerInfo
 from .remote import RemotePeer
+from .stats import StatsSampler
 
 __version__ = "0.1.0"
 
@@ -25,7 +26,9 @@ __all__ = [
     "PeerInfo",
     "PeerixError",
     "RemotePeer",
+    "StatsSampler",
     "__version__",
+    "merge",
 ]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,14 +23,32 @@ from .errors import ErrorCode, PeerixError
 from .events import Emitter, Event, TaskOwner
 from .log import EventLog
 from .remote import RemotePeer, make_configuration
-from .signaling import ANSWER, CANDIDATE, JOIN, LEAVE, OFFER, Message, SignalingCodec
+from .signaling import (
+    ANSWER,
+    CANDIDATE,
+    JOIN,
+    LEAVE,
+    MAX_METADATA_BYTES,
+    OFFER,
+    Message,
+    SignalingCodec,
+    to_json,
+)
 
 if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
 
     from .media import MediaStream
+    from .stats import StatsSampler
 
 _default_driver: MemoryDriver | None = None
+
+#: Remotes a peer accepts in its room by default: a full mesh in one Python process past a few
+#: dozen peers spends its time in DTLS handshakes and keepalives, and each RemotePeer costs a
+#: certificate and sockets, so a flood of JOINs with made-up ids must stop somewhere.
+MAX_REMOTES = 64
+#: Messages held per sender while `verify` decides about it.
+MAX_HELD_MESSAGES = 100
 
 
 def default_driver() -> MemoryDriver:
@@ -70,9 +87,9 @@ class ChannelOptions:
         max_packet_life_time: int | None = None,
         protocol: str = "",
     ) -> ChannelOptions:
-        if not isinstance(label, str) or not label:
+        if not isinstance(label, str) or not label or len(label) > 1024:
             raise ValueError(
-                f"channel label must be a non-empty string (the empty label is the control channel), got {label!r}"
+                f"channel label must be a non-empty string of at most 1024 characters (the empty label is the control channel), got {label!r}"
             )
         if not isinstance(ordered, bool):
             raise TypeError(f"ordered must be True or False, got {ordered!r}")
@@ -146,6 +163,8 @@ class Peer:
         signaling_compression: bool = True,
         signaling_hashing: bool = False,
         signaling_encryption_key: str | bytes | None = None,
+        *,
+        max_remotes: int = MAX_REMOTES,
     ) -> None:
         if id is None:
             id = str(uuid.uuid4())
@@ -161,7 +180,10 @@ class Peer:
             )
         self.id = id
         self.driver: Driver = driver if driver is not None else default_driver()
+        if not isinstance(max_remotes, int) or max_remotes < 1:
+            raise ValueError(f"max_remotes must be a positive integer, got {max_remotes!r}")
         self.connection_timeout = float(connection_timeout)
+        self.max_remotes = max_remotes
         self.ice_servers = ice_servers
         self.ice_transport_policy = ice_transport_policy
         self._configuration = make_configuration(ice_servers, ice_transport_policy)
@@ -249,9 +271,11 @@ class Peer:
         if verify is not None and not callable(verify):
             raise TypeError("verify must be a callable taking the peer info and returning a bool")
         try:
-            json.dumps(metadata)
+            size = len(to_json(metadata))
         except (TypeError, ValueError) as error:
             raise TypeError(f"metadata must be JSON-serializable: {error}") from None
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
         if self.joined or self._join_task is not None:
             return self._join_task or self._start(_noop(), "join")
         self._join_task = self._start(self._join(room, metadata, verify), "join")
@@ -409,8 +433,10 @@ class Peer:
                 detail=None if remote else message.sender,
             )
         )
-        if message.sender in self._admitting:
-            self._admitting[message.sender].append((message, direct))
+        held = self._admitting.get(message.sender)
+        if held is not None:
+            if len(held) < MAX_HELD_MESSAGES:
+                held.append((message, direct))
             return
         self._route(message, direct)
 
@@ -419,15 +445,25 @@ class Peer:
         remote = self.connections.get(sender)
         if message.type == JOIN:
             if remote is not None:
-                if not direct and remote.state not in ("failed", "closed"):
-                    return  # a re-announcement from a remote we already have
+                if remote.state == "connected" or (
+                    not direct and remote.state not in ("failed", "closed")
+                ):
+                    # A re-announcement (driver back), or a replay: a live connection stays.
+                    if direct:
+                        self._ignore(message, remote, "JOIN for a live connection")
+                    return
                 # A direct JOIN means the remote lost us and wants to start over.
                 self._tasks.spawn(self._restart(remote, message), name="peer:restart")
                 return
             self._admit(message, direct)
         elif message.type == OFFER:
             if remote is not None and remote._control_open:
-                # A driver offer on an established connection: the remote started a new one.
+                if remote.state == "connected":
+                    # Renegotiation rides the control channel: a driver offer for a live
+                    # connection is stale or replayed, and must not tear it down.
+                    self._ignore(message, remote, "driver offer for a live connection")
+                    return
+                # The connection is gone on the remote's side: it started a new one.
                 self._tasks.spawn(self._restart(remote, message), name="peer:restart")
             elif remote is not None:
                 remote.receive(OFFER, message.description, "driver")
@@ -452,6 +488,11 @@ class Peer:
         elif message.type == LEAVE and remote is not None:
             self._tasks.spawn(remote.shutdown("remote left"), name="peer:remote-left")
 
+    def _ignore(self, message: Message, remote: RemotePeer, why: str) -> None:
+        self._emit(
+            Event(name="signal:ignore", remote=remote, kind=message.kind, via="driver", detail=why)
+        )
+
     async def _restart(self, remote: RemotePeer, message: Message) -> None:
         await remote.shutdown("remote restarted the connection")
         self._admit(message, direct=True)
@@ -459,6 +500,16 @@ class Peer:
     def _admit(self, message: Message, direct: bool) -> None:
         """Run `verify` for a new remote (JOIN or OFFER), holding its later messages meanwhile."""
         sender = message.sender
+        if len(self.connections) + len(self._admitting) >= self.max_remotes:
+            self._emit(
+                Event(
+                    name="signal:reject",
+                    kind=message.kind,
+                    via="driver",
+                    detail=f"{sender}: room full ({self.max_remotes} remotes)",
+                )
+            )
+            return
         self._admitting[sender] = []
         self._tasks.spawn(self._admit_task(message, direct), name=f"peer:admit:{sender}")
 
@@ -567,6 +618,13 @@ class Peer:
                 if channel is not None and channel.readyState == "open":
                     sent += remote.send(message, label)
         return sent
+
+    # -- analysis ---------------------------------------------------------------------------
+    def stats(self, interval: float = 1.0) -> StatsSampler:
+        """Start sampling per-remote transport and media statistics every `interval` seconds."""
+        from .stats import StatsSampler
+
+        return StatsSampler(self, interval)
 
     # -- media ------------------------------------------------------------------------------
     def publish(

@@ -50,6 +50,8 @@ STATES = ("new", "connecting", "connected", "disconnected", "failed", "closed")
 MAX_CONTROL_MESSAGE = 1 << 20
 #: Candidates held while waiting for the remote description they belong to.
 MAX_QUEUED_CANDIDATES = 100
+#: Data channels per remote; more would only come from a runaway or hostile remote.
+MAX_CHANNELS = 256
 
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
@@ -718,6 +720,8 @@ class RemotePeer:
             return
         if not self._control_open:
             return  # created when the control channel opens
+        if self._too_many_channels(options.label):
+            return
         if self.polite:
             self._send_control(["channel", options.wire()], kind="channel")
             return
@@ -749,8 +753,23 @@ class RemotePeer:
             return
         self.open_channel(options)
 
+    def _too_many_channels(self, label: str) -> bool:
+        if label in self.channels or len(self.channels) < MAX_CHANNELS:
+            return False
+        self._report(
+            PeerixError(
+                "PEER_DATACHANNEL_ERROR",
+                f"channel {label!r} refused: {MAX_CHANNELS} channels to {self.id} already",
+            ),
+            "PEER_DATACHANNEL_ERROR",
+        )
+        return True
+
     def _register_channel(self, channel: RTCDataChannel) -> None:
         label = channel.label
+        if self._too_many_channels(label):
+            channel.close()
+            return
         old = self.channels.get(label)
         self.channels[label] = channel  # one channel per label: the newer replaces the older
         if old is not None and old is not channel:

@@ -33,6 +33,8 @@ KINDS = {JOIN: "join", OFFER: "offer", ANSWER: "answer", CANDIDATE: "candidate",
 MAX_MESSAGE_BYTES = 1 << 20
 #: Longest peer id accepted from the wire.
 MAX_ID_LENGTH = 256
+#: Largest metadata (as JSON) a peer may announce; it rides every JOIN and first OFFER.
+MAX_METADATA_BYTES = 64 * 1024
 
 BASE62_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _IV_BYTES = 12
@@ -216,6 +218,12 @@ def parse_message(value: Any) -> Message:
     if not isinstance(sender, str) or not sender or len(sender) > MAX_ID_LENGTH:
         raise _fail("message sender must be a non-empty string id")
     rest = value[2:]
+    if mtype in (JOIN, OFFER) and len(rest) > (0 if mtype == JOIN else 1):
+        metadata = rest[0] if mtype == JOIN else rest[1]
+        if metadata is not None and not isinstance(metadata, (bool, int, float)):
+            size = len(to_json(metadata))
+            if size > MAX_METADATA_BYTES:
+                raise _fail(f"metadata of {size} bytes exceeds {MAX_METADATA_BYTES}")
     if mtype == JOIN:
         return Message(JOIN, sender, metadata=rest[0] if rest else None)
     if mtype == OFFER:

@@ -25,6 +25,8 @@ __all__ = ["MAX_SUBJECT_BYTES", "NatsDriver", "check_token"]
 
 logger = logging.getLogger("peerix_nb.nats")
 
+#: How long `subscribe` waits for the server to confirm a subscription.
+SUBSCRIBE_FLUSH_TIMEOUT = 15.0
 #: Longest subject accepted (UTF-8 bytes); the server's control line limit is 4096 in all.
 MAX_SUBJECT_BYTES = 1024
 _CALLBACKS = ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb")
@@ -345,8 +347,9 @@ class NatsDriver(Driver):
         sub = await self._nats_subscribe(subject, handler)
         self._subs.setdefault((subject, handler), []).append(sub)
         if nc.is_connected:
-            # A PING round trip: messages others publish from now on reach this handler.
-            await self._flush(nc)
+            # A PING round trip: messages others publish from now on reach this handler. On a
+            # starved machine the round trip can take seconds: wait for it, not 2 s.
+            await self._flush(nc, timeout=SUBSCRIBE_FLUSH_TIMEOUT)
 
     async def unsubscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
         key = (self.subject(namespace), handler)
@@ -406,9 +409,9 @@ class NatsDriver(Driver):
             self._closing = None
             self.set_active(False)
 
-    async def _flush(self, nc: Client) -> None:
+    async def _flush(self, nc: Client, timeout: float = 2.0) -> None:
         try:
-            await nc.flush(timeout=2)
+            await nc.flush(timeout=timeout)
         except Exception as error:
             logger.debug("NATS flush on close: %r", error)
 

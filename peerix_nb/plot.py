@@ -1,0 +1,358 @@
+"""Pictures of a connection: where the milliseconds went, who said what to whom, stats over time.
+
+matplotlib is imported only when a function runs (it is not a dependency of the engine). Every
+function takes an optional `ax` to draw into and returns the Axes it drew on:
+
+- `timeline(log)`: a Gantt chart of `timing()`, one row per remote connection attempt;
+- `sequence(*logs)`: a signaling sequence diagram between peers, from their merged logs;
+- `stats(sampler, metric)`: one line per remote (and kind) of a `StatsSampler` metric.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .log import merge, timing
+
+if TYPE_CHECKING:
+    import matplotlib.axes
+    import pandas as pd
+
+    Axes = matplotlib.axes.Axes
+
+#: Phases drawn as bars by `timeline` (the others are sums of these or markers).
+BAR_PHASES = ("discovery", "gathering", "signaling", "ice", "dtls", "sctp")
+PHASE_COLORS = {
+    "discovery": "#9e9e9e",
+    "gathering": "#4e79a7",
+    "signaling": "#f28e2b",
+    "ice": "#59a14f",
+    "dtls": "#e15759",
+    "sctp": "#b07aa1",
+}
+KIND_COLORS = {
+    "join": "#4e79a7",
+    "offer": "#f28e2b",
+    "answer": "#59a14f",
+    "candidate": "#9e9e9e",
+    "leave": "#e15759",
+    "channel": "#b07aa1",
+}
+#: Units of the StatsSampler columns, for axis labels.
+UNITS = {
+    "bitrate": "bit/s",
+    "bitrate_sent": "bit/s",
+    "bitrate_received": "bit/s",
+    "rtt": "ms",
+    "jitter": "ms",
+}
+#: How much later than its signal:recv a signal:send may be stamped and still match it (s):
+#: a driver may deliver before the sender's row is written, and clocks of machines differ.
+MATCH_SLACK = 0.25
+
+
+def _axes(ax: Axes | None, width: float, height: float) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _fig, new = plt.subplots(figsize=(width, height), layout="constrained")
+    return new
+
+
+def _short(peer_id: Any) -> str:
+    """Peer ids are often UUIDs: their first 8 characters tell them apart on a chart."""
+    text = str(peer_id)
+    return text if len(text) <= 12 else text[:8] + "…"
+
+
+def _floats(column: pd.Series) -> list[float | None]:
+    return [None if value is None else float(value) for value in _objects(column)]
+
+
+def _objects(column: pd.Series) -> list[Any]:
+    return column.astype("object").where(column.notna(), None).tolist()
+
+
+# -- timeline ---------------------------------------------------------------------------------
+
+
+def timeline(source: Any, ax: Axes | None = None) -> Axes:
+    """A Gantt chart of connection attempts: one row per (peer, remote, attempt), one bar per
+    phase (discovery, gathering, signaling, ice, dtls, sctp) on its own lane, and markers where
+    the attempt connected, its first channel opened and its first frame arrived.
+
+    `source`: an EventLog, a Peer, an event DataFrame (`to_frame()`, `merge()`), or a
+    `timing(starts=True)` frame. The x axis is ms since each attempt's origin (the JOIN that
+    started it), so attempts line up and their phases compare at a glance.
+    """
+    import pandas as pd
+
+    if isinstance(source, pd.DataFrame) and "discovery_start" in source.columns:
+        frame = source
+    elif isinstance(source, pd.DataFrame) and "discovery" in source.columns:
+        raise ValueError("timeline() needs timing(starts=True) (when each phase began)")
+    else:
+        frame = timing(source, starts=True)
+    ax = _axes(ax, 10.0, 1.2 + 0.55 * max(len(frame), 1))
+    if frame.empty:
+        ax.text(0.5, 0.5, "no connection attempts", ha="center", va="center")
+        ax.set_axis_off()
+        return ax
+    lane = 0.8 / len(BAR_PHASES)
+    several_peers = frame["peer"].nunique() > 1
+    for j, phase in enumerate(BAR_PHASES):
+        ys, lefts, widths = [], [], []
+        for i, (start, width) in enumerate(
+            zip(_floats(frame[f"{phase}_start"]), _floats(frame[phase]), strict=True)
+        ):
+            if start is not None and width is not None:
+                ys.append(i - 0.4 + lane * (j + 0.5))
+                lefts.append(start)
+                widths.append(width)
+        if ys:
+            ax.barh(
+                ys, widths, left=lefts, height=lane * 0.9, color=PHASE_COLORS[phase], label=phase
+            )
+    for phase, marker, size, label in (
+        ("total", "|", 14, "connected"),
+        ("first_channel", "o", 7, "first channel open"),
+        ("first_frame", "*", 11, "first frame"),
+    ):
+        points = [
+            (start + width, i)
+            for i, (start, width) in enumerate(
+                zip(_floats(frame[f"{phase}_start"]), _floats(frame[phase]), strict=True)
+            )
+            if start is not None and width is not None
+        ]
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(
+                xs, ys, linestyle="none", marker=marker, markersize=size, color="black", label=label
+            )
+    labels = []
+    for row in frame.itertuples(index=False):
+        label = f"{_short(row.remote)} #{row.attempt}"
+        if several_peers:
+            label = f"{_short(row.peer)} → {label}"
+        if row.outcome != "connected" and pd.isna(row.total):
+            label += f" ({row.outcome})"
+        labels.append(label)
+    ax.set_yticks(range(len(frame)), labels)
+    ax.set_ylim(len(frame) - 0.5, -0.5)  # first attempt on top
+    ax.set_xlabel("ms since the JOIN that started the attempt")
+    ax.set_title("Where the time goes")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    return ax
+
+
+# -- sequence ---------------------------------------------------------------------------------
+
+
+def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str = "time") -> Axes:
+    """A signaling sequence diagram: one lifeline per peer, an arrow per message received.
+
+    `sources` are EventLogs, Peers, event frames or saved log files of the peers to show (see
+    `merge`). Each `signal:recv` is matched with the `signal:send` of the same sender, kind,
+    path and size (the same bytes travel), the latest one sent before it. Solid arrows went
+    through the driver, dashed ones over the control channel; a message sent to one peer and
+    never received is drawn as a red stub ending in "x". `kinds` keeps only those kinds
+    (e.g. `("join", "offer", "answer")`). Time runs down, in ms of wall clock; with
+    `by="order"` messages are evenly spaced in the order they were sent instead (readable when
+    a timeout leaves a long gap).
+    """
+    if by not in ("time", "order"):
+        raise ValueError(f"by must be 'time' or 'order', got {by!r}")
+    frame = merge(*sources)
+    peers = [str(p) for p in dict.fromkeys(frame["peer"].astype("object"))]
+    position = {peer: i for i, peer in enumerate(peers)}
+    rows = frame[frame["event"].isin(["signal:send", "signal:recv"])]
+    if kinds is not None:
+        rows = rows[rows["kind"].isin(list(kinds))]
+    ax = _axes(ax, 1.5 + 2.2 * max(len(peers), 2), 6.0)
+    if rows.empty:
+        ax.text(0.5, 0.5, "no signaling messages", ha="center", va="center")
+        ax.set_axis_off()
+        return ax
+    origin = rows["time"].min()
+    ms = ((rows["time"] - origin).dt.total_seconds() * 1000).tolist()
+    records = zip(
+        _objects(rows["event"]),
+        _objects(rows["peer"]),
+        _objects(rows["remote"]),
+        _objects(rows["detail"]),
+        _objects(rows["kind"]),
+        _objects(rows["via"]),
+        _objects(rows["bytes"]),
+        ms,
+        strict=True,
+    )
+    # A send waits in one queue per possible receiver: the remote it names, or (a broadcast
+    # JOIN/LEAVE, remote "") every other peer shown.
+    queues: dict[tuple[Any, ...], list[tuple[float, int]]] = {}
+    sends: list[tuple[str, str, str, str, float]] = []
+    receives = []
+    for event, peer, remote, detail, kind, via, size, at in records:
+        if event == "signal:send":
+            index = len(sends)
+            sends.append((peer, remote or "", kind, via, at))
+            targets = [remote] if remote else [p for p in peers if p != peer]
+            for target in targets:
+                queues.setdefault((peer, target, kind, via, size), []).append((at, index))
+        else:
+            receives.append((remote or detail, peer, kind, via, size, at))
+    arrows = []  # (sender, receiver, kind, via, sent ms, received ms)
+    received: set[int] = set()
+    for sender, receiver, kind, via, size, at in receives:
+        queue = queues.get((sender, receiver, kind, via, size), [])
+        earlier = [entry for entry in queue if entry[0] <= at + MATCH_SLACK * 1000]
+        if not earlier or sender not in position:
+            continue
+        sent_at, index = earlier[-1]
+        queue.remove((sent_at, index))
+        received.add(index)
+        arrows.append((sender, receiver, kind, via, sent_at, at))
+    lost = [
+        send
+        for index, send in enumerate(sends)
+        if index not in received and send[1] in position and send[1] != send[0]
+    ]
+    if by == "order":
+        # One step per message, in send order; a message's receive is drawn most of a step
+        # later, so concurrent messages stay apart.
+        sent = sorted({a[4] for a in arrows} | {s[4] for s in lost})
+        step = {at: float(i) for i, at in enumerate(sent)}
+        arrows = [(*a[:4], step[a[4]], step[a[4]] + 0.7) for a in arrows]
+        lost = [(*s[:4], step[s[4]]) for s in lost]
+    _draw_sequence(
+        ax,
+        peers,
+        position,
+        arrows,
+        lost,
+        "message, in send order" if by == "order" else "ms (wall clock)",
+    )
+    return ax
+
+
+def _draw_sequence(
+    ax: Axes,
+    peers: list[str],
+    position: dict[str, int],
+    arrows: list[tuple[Any, ...]],
+    lost: list[tuple[Any, ...]],
+    ylabel: str,
+) -> None:
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import FancyArrowPatch
+
+    ends = [a[5] for a in arrows] + [s[4] for s in lost]
+    bottom = max(ends, default=1.0) * 1.05 + 1.0
+    for x in range(len(peers)):
+        ax.plot([x, x], [0, bottom], color="0.7", linewidth=1, zorder=0)
+    for sender, receiver, kind, via, sent_at, at in arrows:
+        x0, x1 = position[sender], position[receiver]
+        color = KIND_COLORS.get(kind, "black")
+        arrow = FancyArrowPatch(
+            (x0, sent_at),
+            (x1, at),
+            arrowstyle="-|>",
+            mutation_scale=12,
+            color=color,
+            linestyle="--" if via == "control" else "-",
+            linewidth=1.2,
+            shrinkA=0,
+            shrinkB=0,
+        )
+        arrow.set_gid("signal")
+        ax.add_patch(arrow)
+        ax.text(
+            (x0 + x1) / 2,
+            (sent_at + at) / 2,
+            str(kind).upper(),
+            color=color,
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            gid="signal-label",
+        )
+    for sender, receiver, kind, _via, sent_at in lost:
+        x0, x1 = position[sender], position[receiver]
+        middle = x0 + (x1 - x0) / 2
+        stub = FancyArrowPatch((x0, sent_at), (middle, sent_at), arrowstyle="-", color="red")
+        stub.set_gid("lost")
+        ax.add_patch(stub)
+        ax.plot([middle], [sent_at], marker="x", color="red", markersize=8)
+        ax.text(
+            middle,
+            sent_at,
+            f"{str(kind).upper()} lost",
+            color="red",
+            fontsize=7,
+            ha="center",
+            va="bottom",
+            gid="signal-label",
+        )
+    ax.set_xticks(range(len(peers)), [_short(p) for p in peers])
+    ax.xaxis.tick_top()
+    ax.set_xlim(-0.5, len(peers) - 0.5)
+    ax.set_ylim(bottom, -1.0)  # time runs down
+    ax.set_ylabel(ylabel)
+    ax.set_title("Signaling", pad=24)
+    ax.legend(
+        handles=[
+            Line2D([], [], color="black", linestyle="-", label="driver"),
+            Line2D([], [], color="black", linestyle="--", label="control channel"),
+            Line2D([], [], color="red", marker="x", linestyle="none", label="lost"),
+        ],
+        loc="lower right",
+        fontsize="small",
+    )
+
+
+# -- stats ------------------------------------------------------------------------------------
+
+
+def stats(
+    source: Any, metric: str = "bitrate", ax: Axes | None = None, kind: str | None = None
+) -> Axes:
+    """`metric` (a StatsSampler column: bitrate, rtt, jitter, bytes_sent, frames_decoded, ...)
+    over `t`, one line per remote and kind (`transport`, `audio`, `video`; or only `kind`).
+
+    `source`: a StatsSampler or its `to_frame()` (frames of several samplers can be
+    concatenated: lines are then per peer too). Series with no value at all are left out.
+    """
+    import pandas as pd
+
+    frame = source if isinstance(source, pd.DataFrame) else source.to_frame()
+    if metric not in frame.columns or metric in ("time", "t", "peer", "remote", "kind", "state"):
+        numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])][1:]
+        raise ValueError(f"unknown metric {metric!r}; one of {', '.join(numeric)}")
+    if kind is not None:
+        frame = frame[frame["kind"] == kind]
+    ax = _axes(ax, 8.0, 4.0)
+    several_peers = frame["peer"].nunique() > 1
+    for (peer, remote, what), group in frame.groupby(
+        ["peer", "remote", "kind"], observed=True, sort=True
+    ):
+        values = group[metric]
+        if values.isna().all():
+            continue
+        label = f"{_short(remote)} {what}"
+        if several_peers:
+            label = f"{_short(peer)} → {label}"
+        ys = values.astype("Float64").to_numpy(dtype=float, na_value=float("nan"))
+        ax.plot(group["t"].to_numpy(dtype=float), ys, marker=".", label=label)
+    unit = UNITS.get(metric)
+    ax.set_ylabel(f"{metric} ({unit})" if unit else metric)
+    ax.set_xlabel("t (s since the peer was created)")
+    ax.set_title(metric)
+    ax.grid(alpha=0.3)
+    if ax.get_lines():
+        ax.legend(loc="best", fontsize="small")
+    return ax
+
+
+__all__ = ["sequence", "stats", "timeline"]

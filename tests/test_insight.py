@@ -1,0 +1,331 @@
+"""Connection insight over real aiortc connections: timing breakdowns, merged logs, save/load,
+the stats sampler (data channels and media) and the three plots (Agg backend, artists checked)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+os.environ["MPLBACKEND"] = "Agg"  # before anything imports pyplot: no display in tests
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from peerix_nb import Event, EventLog, Peer, StatsSampler, media, merge, plot
+from peerix_nb.log import timing
+from peerix_nb.signaling import ANSWER
+from tests.test_faults import DropFirst
+from tests.util import channels_open, leave_all, room, wait_until
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+SMALL_VIDEO = {"audio": False, "width": 160, "height": 120, "fps": 15}
+# The phases every healthy data-channel connection goes through (first_frame needs media).
+CONNECT_PHASES = ("discovery", "gathering", "signaling", "ice", "dtls", "sctp", "control_open")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def bars(ax) -> dict[str, int]:
+    """Bars per phase label drawn by plot.timeline."""
+    return {c.get_label(): len(c) for c in ax.containers}
+
+
+async def test_two_peers_timing_has_every_phase_and_plots():
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    frames = {p.id: p.events.to_frame() for p in (a, b)}
+    rows = {p.id: p.events.timing() for p in (a, b)}
+    for peer, other in ((a, b), (b, a)):
+        table = rows[peer.id]
+        assert len(table) == 1, table
+        row = table.iloc[0]
+        assert (row.peer, row.remote, row.attempt, row.outcome) == (
+            peer.id,
+            other.id,
+            1,
+            "connected",
+        )
+        for phase in (*CONNECT_PHASES, "total", "first_channel"):
+            assert str(table[phase].dtype) == "Float64"
+            assert row[phase] > 0, (peer.id, phase, row[phase])
+        assert pd.isna(row.first_frame)  # no media: missing, not 0
+        for phase in ("discovery", "gathering", "signaling", "ice", "dtls"):
+            assert row.total >= row[phase], (phase, row.total, row[phase])
+        # total is the discovery start -> connection:connected, read straight from the log
+        events = frames[peer.id]
+        connected = events.loc[events.event == "connection:connected", "t"].iloc[0]
+        origin = row.start - row.discovery / 1000
+        assert row.total == pytest.approx((connected - origin) * 1000, abs=1e-6)
+        # control_open = start -> connected -> (DTLS connected, same moment) -> control open
+        assert row.control_open == pytest.approx(row.total - row.discovery + row.sctp, abs=1.0)
+    # the peer already in the room offered on the newcomer's JOIN; b is the polite one
+    assert rows["a"].role.tolist() == ["offerer"] and rows["b"].role.tolist() == ["answerer"]
+    assert rows["a"].polite.tolist() == [False] and rows["b"].polite.tolist() == [True]
+    merged = merge(a, b)
+    pd.testing.assert_frame_equal(
+        timing(merged), pd.concat([rows["a"], rows["b"]], ignore_index=True)
+    )
+
+    ax = plot.timeline(merged)
+    assert bars(ax) == dict.fromkeys(
+        ("discovery", "gathering", "signaling", "ice", "dtls", "sctp"), 2
+    )
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a → b #1", "b → a #1"]
+    assert {line.get_label() for line in ax.get_lines()} == {"connected", "first channel open"}
+    assert a.events.plot_timeline().get_yticklabels()[0].get_text() == "b #1"
+
+    ax = plot.sequence(a, b)
+    arrows = [p for p in ax.patches if p.get_gid() == "signal"]
+    received = merged[merged.event == "signal:recv"]
+    assert len(arrows) == len(received) >= 4  # every message received is matched with its send
+    assert not [p for p in ax.patches if p.get_gid() == "lost"]
+    labels = sorted(t.get_text() for t in ax.texts if t.get_gid() == "signal-label")
+    assert labels == sorted(str(k).upper() for k in received.kind)
+    assert {"JOIN", "OFFER", "ANSWER", "CHANNEL"} <= set(labels)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    await leave_all([a, b])
+
+
+async def test_failed_attempt_has_missing_phases_then_a_successful_attempt():
+    driver = DropFirst(ANSWER)  # the first answer is lost: the first attempt times out
+    a = Peer(id="a", driver=driver, connection_timeout=1)
+    b = Peer(id="b", driver=driver, connection_timeout=1)
+    await a.open("chat")
+    await a.join(room="fail")
+    await b.join(room="fail")
+    await wait_until([a, b], lambda: channels_open([a, b], "chat"), timeout=15)
+    for peer in (a, b):
+        table = peer.events.timing()
+        assert len(table) >= 2 and table.attempt.tolist() == list(range(1, len(table) + 1))
+        first, last = table.iloc[0], table.iloc[-1]
+        assert first.outcome == "failed" and "not connected within 1.0 s" in first.reason
+        assert first.discovery > 0 and first.gathering > 0
+        for phase in ("ice", "dtls", "sctp", "control_open", "total", "first_channel"):
+            assert pd.isna(first[phase]), (peer.id, phase)  # it never happened: NA, never 0
+        assert last.outcome == "connected"
+        for phase in (*CONNECT_PHASES, "total", "first_channel"):
+            assert last[phase] > 0, (peer.id, phase)
+        assert last.start > first.start + 1.0
+    first_a = a.events.timing().iloc[0]
+    assert pd.isna(first_a.signaling) and first_a.role == "offerer"  # its answer never came
+
+    ax = plot.sequence(a, b, by="order")
+    lost = [p for p in ax.patches if p.get_gid() == "lost"]
+    assert len(lost) == 1
+    assert "ANSWER lost" in [t.get_text() for t in ax.texts]
+    ax = plot.timeline(a.events)
+    drawn = sum(bars(ax).values())
+    expected = a.events.timing()[["discovery", "gathering", "signaling", "ice", "dtls", "sctp"]]
+    assert drawn == int(expected.notna().sum().sum())
+    assert ax.get_yticklabels()[0].get_text() == "b #1 (failed)"
+    await leave_all([a, b])
+
+
+async def test_merge_three_peers_and_save_load_round_trip(tmp_path):
+    peers = await room(3, ids=["p1", "p2", "p3"], channels=["chat"])
+    peers[0].send("grüße, 🌍", label="chat")
+    await peers[1].wait_for("channel:message", timeout=5)
+    await leave_all(peers)
+
+    merged = merge(*peers)
+    frames = [p.events.to_frame() for p in peers]
+    assert len(merged) == sum(len(f) for f in frames)
+    assert merged.time.is_monotonic_increasing
+    assert list(merged.columns) == list(frames[0].columns)
+    for column in frames[0].columns:
+        assert type(merged[column].dtype) is type(frames[0][column].dtype), column
+    assert set(merged.peer.cat.categories) == {"p1", "p2", "p3"}
+    for column in ("event", "remote", "kind", "state", "via"):
+        union = set().union(*(set(f[column].cat.categories) for f in frames))
+        assert set(merged[column].cat.categories) == union, column
+    # one peer's rows keep their order (and their own t clock)
+    for frame in frames:
+        mine = merged[merged.peer == frame.peer.iloc[0]].reset_index(drop=True)
+        pd.testing.assert_series_equal(mine.t, frame.t)
+
+    paths = []
+    for peer in peers:
+        for name in (f"{peer.id}.parquet", f"{peer.id}.jsonl"):
+            path = peer.events.save(tmp_path / name)
+            loaded = EventLog.load(path)
+            assert loaded.peer == peer.id and len(loaded) == len(peer.events)
+            pd.testing.assert_frame_equal(loaded.to_frame(), peer.events.to_frame())
+            pd.testing.assert_frame_equal(loaded.timing(), peer.events.timing())
+            paths.append(path)
+    assert "grüße, 🌍" in EventLog.load(tmp_path / "p2.jsonl").to_frame().detail.tolist()
+    pd.testing.assert_frame_equal(merge(*paths[::2]), merged)  # logs of "other processes"
+    pd.testing.assert_frame_equal(merge(*paths[1::2]), merged)
+    pd.testing.assert_frame_equal(merge(peers[0], frames[1], paths[4]), merged)
+
+
+def test_save_load_edge_cases(tmp_path):
+    log = EventLog("solo")
+    log.record(Event(name="custom", detail=3))  # a non-text detail is saved as text
+    log.record(Event(name="signal:send", kind="join", via="driver", size=20))
+    for suffix in ("parquet", "jsonl"):
+        loaded = EventLog.load(log.save(tmp_path / f"log.{suffix}"))
+        frame = loaded.to_frame()
+        assert frame.detail.tolist() == ["3", None]
+        assert frame.bytes.tolist()[1] == 20 and pd.isna(frame.bytes.tolist()[0])
+        assert (frame.time == log.to_frame().time).all()
+    empty = EventLog.load(EventLog("x").save(tmp_path / "empty.jsonl"))
+    assert len(empty) == 0 and empty.timing().empty
+    both = tmp_path / "both.jsonl"
+    both.write_text(
+        (tmp_path / "log.jsonl").read_text()
+        + (tmp_path / "log.jsonl").read_text().replace('"solo"', '"other"')
+    )
+    with pytest.raises(ValueError, match="2 peers"):
+        EventLog.load(both)
+    assert set(merge(both).peer) == {"solo", "other"}
+
+
+async def test_stats_over_a_data_channel_connection_and_stop_on_leave():
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    sampler = a.stats(interval=0.1)
+    assert isinstance(sampler, StatsSampler)
+    n = 3
+    await sampler.wait_samples(n, timeout=10)
+    while pd.isna(sampler.latest().rtt.iloc[0]):  # SCTP RTT: the first timed acknowledgement
+        n += 1
+        await sampler.wait_samples(n, timeout=10)
+    before = sampler.latest().iloc[0]
+    a.send("x" * 5000, label="chat")
+    await b.wait_for("channel:message", timeout=5)
+    await sampler.wait_samples(sampler.samples + 2, timeout=10)
+
+    frame = sampler.to_frame()
+    assert set(frame.kind) == {"transport"} and set(frame.remote) == {"b"}  # no RTP at all
+    assert len(frame) == sampler.samples  # one row per round: one remote, one kind
+    assert str(frame.bytes_sent.dtype) == "Int64" and str(frame.rtt.dtype) == "Float64"
+    last = sampler.latest()
+    assert len(last) == 1
+    row = last.iloc[0]
+    assert row.state == "connected"
+    assert row.bytes_sent >= before.bytes_sent + 5000 and row.packets_sent > before.packets_sent
+    assert row.bytes_received > 0 and row.packets_received > 0
+    assert 0 < row.rtt < 1000
+    assert row.local_candidate == "host" and row.remote_candidate == "host"
+    assert row.local_address.rsplit(":", 1)[1].isdigit() and row.protocol == "udp"
+    assert frame.bitrate_sent.notna().any() and (frame.bitrate_sent.dropna() >= 0).all()
+    assert pd.isna(frame.bitrate.iloc[0])  # no delta on the first sample
+    assert not sampler.errors
+
+    ax = plot.stats(sampler, metric="rtt")
+    assert [line.get_label() for line in ax.get_lines()] == ["b transport"]
+    assert ax.get_ylabel() == "rtt (ms)"
+    with pytest.raises(ValueError, match="unknown metric"):
+        plot.stats(sampler, metric="nope")
+
+    await a.leave()  # the sampler stops with the peer's room:leave
+    await asyncio.gather(sampler.task, return_exceptions=True)
+    assert sampler.task.done() and not sampler.running
+    with pytest.raises(RuntimeError, match="stopped"):
+        await sampler.wait_samples(sampler.samples + 1)
+    await b.leave()
+
+
+async def test_stats_over_media_and_aclose():
+    a, b = await room(2, ids=["a", "b"])
+    first_frame = asyncio.ensure_future(b.wait_for("media:first-frame", timeout=15))
+    await a.publish(media.synthetic(**SMALL_VIDEO), label="camera")
+    await first_frame
+    sender, receiver = a.stats(interval=0.2), b.stats(interval=0.2)
+
+    def video(sampler: StatsSampler) -> pd.DataFrame:
+        frame = sampler.to_frame()
+        return frame[frame.kind == "video"]
+
+    n = 3
+    while True:  # until both sides have seen at least two video samples with traffic between
+        await asyncio.gather(
+            sender.wait_samples(n, timeout=10), receiver.wait_samples(n, timeout=10)
+        )
+        sent, got = video(sender), video(receiver)
+        if (
+            len(sent) >= 2
+            and len(got) >= 2
+            and sent.bytes_sent.iloc[-1] > sent.bytes_sent.iloc[0]
+            and got.frames_decoded.iloc[-1] > got.frames_decoded.iloc[0]
+        ):
+            break
+        n += 1
+    assert sent.packets_sent.iloc[-1] > sent.packets_sent.iloc[0]
+    assert sent.bitrate_sent.iloc[-1] > 0 and sent.bitrate.iloc[-1] > 0
+    assert got.packets_received.iloc[-1] > got.packets_received.iloc[0]
+    assert (got.packets_lost.dropna() >= 0).all() and (got.jitter.dropna() >= 0).all()
+    transport = receiver.latest().set_index("kind").loc["transport"]
+    assert transport.bitrate_received > 0 and transport.rtt > 0
+    ax = plot.stats(sender)  # bitrate of the transport and of the video stream
+    assert sorted(line.get_label() for line in ax.get_lines()) == ["b transport", "b video"]
+    timeline = b.events.timing()
+    assert timeline.first_frame.iloc[0] > timeline.first_channel.fillna(0).iloc[0] >= 0
+
+    await sender.aclose()
+    assert sender.task.done() and not sender.running
+    count = len(sender.to_frame())
+    await receiver.wait_samples(receiver.samples + 1, timeout=10)
+    assert len(sender.to_frame()) == count  # stopped: no more rows
+    await leave_all([a, b])
+    await asyncio.gather(receiver.task, return_exceptions=True)
+    assert receiver.task.done()
+
+
+async def test_stats_needs_a_loop_and_a_positive_interval():
+    a = Peer()
+    with pytest.raises(ValueError):
+        a.stats(interval=0)
+    async with a.stats(interval=0.05) as sampler:  # a peer with no remotes: empty rounds
+        await sampler.wait_samples(2, timeout=5)
+        assert sampler.to_frame().empty and sampler.latest().empty
+    assert sampler.task.done()
+
+
+def test_stats_outside_a_loop_is_a_clear_error():
+    with pytest.raises(RuntimeError, match="running asyncio event loop"):
+        Peer().stats()
+
+
+def test_attempt_rules_on_a_scripted_log():
+    """Which JOIN starts an attempt (not one verify rejected, not one an earlier attempt used),
+    the offer that admitted a remote starts its signaling, and `failed` stays the outcome
+    through the `closed` that follows it."""
+    from types import SimpleNamespace
+
+    remote = SimpleNamespace(id="r", room="x")
+    script = [  # (t, event fields)
+        (0.0, {"name": "signal:send", "kind": "join"}),
+        (1.0, {"name": "signal:recv", "kind": "join", "detail": "r"}),
+        (1.1, {"name": "signal:reject", "kind": "join", "detail": "r rejected by verify"}),
+        (2.0, {"name": "signal:recv", "kind": "join", "detail": "r"}),
+        (2.1, {"name": "connection:new", "remote": remote, "state": "new"}),
+        (2.2, {"name": "signal:send", "remote": remote, "kind": "offer"}),
+        (2.3, {"name": "connection:connected", "remote": remote, "state": "connected"}),
+        (3.0, {"name": "signal:recv", "remote": remote, "kind": "offer"}),
+        (3.0, {"name": "signal:ignore", "remote": remote, "kind": "offer"}),
+        (5.0, {"name": "connection:closed", "remote": remote, "state": "closed"}),
+        (6.0, {"name": "signal:recv", "kind": "offer", "detail": "r"}),
+        (6.5, {"name": "connection:new", "remote": remote, "state": "new"}),
+        (6.6, {"name": "negotiation:done", "remote": remote, "kind": "remote"}),
+        (7.0, {"name": "connection:failed", "remote": remote, "state": "failed", "detail": "boom"}),
+        (7.1, {"name": "connection:closed", "remote": remote, "state": "closed", "detail": "x"}),
+    ]
+    log = EventLog("me")
+    for _t, fields in script:
+        log.record(Event(**fields))
+    frame = log.to_frame()
+    frame["t"] = [t for t, _fields in script]
+    table = timing(frame)
+    first, second = table.iloc[0], table.iloc[1]
+    assert first.discovery == pytest.approx(100) and first.total == pytest.approx(300)
+    assert (first.role, first.outcome) == ("offerer", "closed") and pd.isna(first.signaling)
+    # our JOIN already started attempt 1: attempt 2 came from their offer alone
+    assert pd.isna(second.discovery) and second.signaling == pytest.approx(600)
+    assert (second.role, second.outcome, second.reason) == ("answerer", "failed", "boom")
+    assert pd.isna(second.total) and pd.isna(second.ice)
