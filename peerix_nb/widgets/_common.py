@@ -1,0 +1,172 @@
+"""What every peerix_nb widget shares: owned tasks, peer subscriptions, coalesced refreshes.
+
+Widgets run on the kernel's asyncio loop only (no threads). Everything a widget starts is
+registered here so that `close()` can undo it: tasks are cancelled, timers cancelled and event
+handlers removed from the Peer. A failing task is never silent: it goes to the widget's
+`on_error` (shown in the widget) and to the `peerix_nb.widgets` logger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..events import Event
+    from ..peer import Peer
+
+logger = logging.getLogger("peerix_nb.widgets")
+
+
+def running_loop() -> asyncio.AbstractEventLoop | None:
+    """The running event loop (the kernel's), or None outside of one."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def describe(error: BaseException) -> str:
+    """A one-line, human-readable description of an exception (PeerixError shows its code)."""
+    code = getattr(error, "code", None)
+    message = getattr(error, "message", None) or str(error) or type(error).__name__
+    if code:
+        return f"{code}: {message}"
+    return f"{type(error).__name__}: {message}"
+
+
+def escape(value: object) -> str:
+    """HTML-escape anything for ipywidgets.HTML values."""
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def display_name(metadata: Any, fallback: str) -> str:
+    """The `name` a peer announced in its metadata, else `fallback` (usually its id)."""
+    if isinstance(metadata, dict):
+        name = metadata.get("name")
+        if isinstance(name, str) and name:
+            return name
+    elif isinstance(metadata, str) and metadata:
+        return metadata
+    return fallback
+
+
+class Resources:
+    """Tasks, timers and Peer handlers owned by one widget; `close()` releases all of them."""
+
+    def __init__(self, on_error: Callable[[BaseException, str], None]) -> None:
+        self._on_error = on_error
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._handlers: list[tuple[Peer, str, Callable[[Event], Any]]] = []
+        self.closed = False
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None:
+        """Run `coro` on the running loop as an owned task (None, and closed, once released)."""
+        if self.closed:
+            coro.close()
+            return None
+        task = asyncio.get_running_loop().create_task(coro, name=f"peerix-widget:{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:
+            self.report(error, task.get_name())
+
+    def report(self, error: BaseException, where: str) -> None:
+        """Log an error and hand it to the widget's `on_error`."""
+        logger.error("%s: %s", where, describe(error), exc_info=error)
+        try:
+            self._on_error(error, where)
+        except Exception:  # showing the error must never raise in a callback
+            logger.exception("could not show an error of %s", where)
+
+    def watch(
+        self, task: asyncio.Future[Any], what: str, done: Callable[[], None] | None = None
+    ) -> None:
+        """Await a task started elsewhere (e.g. `peer.join(...)`): its failure is reported."""
+
+        async def wait() -> None:
+            try:
+                await task
+            finally:
+                if done is not None:
+                    done()
+
+        self.spawn(wait(), what)
+
+    def later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle | None:
+        """Call `callback` after `delay` seconds unless released first; None outside a loop."""
+        loop = running_loop()
+        if loop is None or self.closed:
+            return None
+        holder: list[asyncio.TimerHandle] = []
+
+        def fire() -> None:
+            self._timers.discard(holder[0])
+            try:
+                callback()
+            except Exception as error:
+                self.report(error, getattr(callback, "__name__", "callback"))
+
+        handle = loop.call_later(delay, fire)
+        holder.append(handle)
+        self._timers.add(handle)
+        return handle
+
+    def on(self, peer: Peer, name: str, handler: Callable[[Event], Any]) -> None:
+        """Subscribe `handler` to a Peer event; removed again by `close()`."""
+        peer.on(name, handler)
+        self._handlers.append((peer, name, handler))
+
+    def close(self) -> None:
+        """Cancel tasks and timers and unsubscribe handlers (safe to call twice)."""
+        self.closed = True
+        for peer, name, handler in self._handlers:
+            peer.off(name, handler)
+        self._handlers.clear()
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+
+class Coalesce:
+    """Run `fn` at most once per `interval` seconds however often `poke()` is called.
+
+    Peer events can come in bursts (a message per data-channel message, a row per signaling
+    step); re-rendering a widget for each would flood the comm.
+    """
+
+    def __init__(self, resources: Resources, fn: Callable[[], None], interval: float) -> None:
+        self._resources = resources
+        self._fn = fn
+        self._interval = interval
+        self._scheduled = False
+
+    def poke(self) -> None:
+        if self._scheduled:
+            return
+        if running_loop() is None:
+            self._fn()  # no loop (a plain script): render right away
+            return
+        if self._resources.later(self._interval, self._fire) is not None:
+            self._scheduled = True
+
+    def _fire(self) -> None:
+        self._scheduled = False
+        self._fn()
+
+    def now(self) -> None:
+        """Render immediately (a pending scheduled call still runs, harmlessly)."""
+        self._fn()

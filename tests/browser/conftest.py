@@ -1,0 +1,320 @@
+"""Browser tests: a real JupyterLab server and headless Chromium (Debian's) through Playwright.
+
+One JupyterLab per session (free port, token, root_dir = a temp copy of notebooks/), one
+Chromium per session, a fresh page per test. Tests are skipped when /usr/bin/chromium is
+missing, unless PEERIX_REQUIRE_BROWSER=1 (CI), where that is an error. Screenshots and page
+logs go to artifacts/browser/ (git-ignored).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path(os.environ.get("PEERIX_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+NOTEBOOKS = Path(__file__).with_name("notebooks")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "browser: runs in real JupyterLab + headless Chromium (needs /usr/bin/chromium)"
+    )
+
+
+def _require_browser() -> None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        reason = "Playwright for Python is not installed (pip install -e '.[test]')"
+    else:
+        if CHROMIUM.exists():
+            return
+        reason = f"{CHROMIUM} not found (apt-get install -y chromium)"
+    if os.environ.get("PEERIX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"PEERIX_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
+    pytest.skip(f"browser tests need Chromium: {reason}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LabServer:
+    url: str
+    token: str
+    root: Path
+
+    def api(self, method: str, path: str) -> Any:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            body = response.read()
+        return json.loads(body) if body else None
+
+    def shutdown_kernels(self) -> None:
+        """Stop every kernel (their synthetic streams would keep the 2 cores busy)."""
+        for session in self.api("GET", "/api/sessions") or []:
+            with contextlib.suppress(urllib.error.URLError):
+                self.api("DELETE", f"/api/sessions/{session['id']}")
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab on a free loopback port, serving a temp copy of tests/browser/notebooks."""
+    _require_browser()
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    shutil.copytree(NOTEBOOKS, root)
+    # Isolated Jupyter dirs; no news/update checks (their toast covers screenshots).
+    settings = base / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(base / "config"),
+        "JUPYTER_RUNTIME_DIR": str(base / "runtime"),
+        "JUPYTERLAB_SETTINGS_DIR": str(base / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(base / "workspaces"),
+        "IPYTHONDIR": str(base / "ipython"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    port, token = _free_port(), uuid.uuid4().hex
+    log = (base / "lab.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter",
+            "lab",
+            "--no-browser",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--JupyterNotebookApp.expose_app_in_browser=True",  # Notebook 7 at /notebooks/
+            "--allow-root",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    server = LabServer(f"http://127.0.0.1:{port}", token, root)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(
+                    f"jupyter lab exited ({process.returncode}):\n"
+                    + (base / "lab.log").read_text(errors="replace")[-3000:]
+                )
+            try:
+                server.api("GET", "/api/status")
+                break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("jupyter lab did not answer within 90 s") from None
+                time.sleep(0.2)  # polling a starting process: the condition is the answer
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(base / "lab.log", ARTIFACTS / "jupyterlab.log")
+
+
+@pytest.fixture(scope="module")
+def chromium(lab_server: LabServer) -> Iterator[Any]:
+    """Headless Chromium (Debian's /usr/bin/chromium) through Playwright, per test module.
+
+    Not per session: while Playwright's sync API is active it keeps its own event loop marked
+    as running in the main thread, and every pytest-asyncio test after it would fail with
+    "Cannot run the event loop while another loop is running".
+    """
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Lab:
+    """Drives one JupyterLab page: open a notebook, run cells, read outputs, screenshots."""
+
+    def __init__(self, page: Any, server: LabServer, name: str) -> None:
+        self.page = page
+        self.server = server
+        self.name = name  # used for artifact file names
+        self.console: list[str] = []
+        page.on("console", lambda m: self.console.append(f"[{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: self.console.append(f"[pageerror] {e}"))
+
+    # -- notebooks ----------------------------------------------------------------------------
+    def open(self, notebook: str, timeout: float = 60, ui: str = "lab") -> None:
+        """Open `notebook` in JupyterLab (`ui="lab"`) or Notebook 7 (`ui="notebook"`) and
+        wait for the app to start and the kernel to be idle."""
+        page, server = self.page, self.server
+        if ui == "lab":
+            page.goto(f"{server.url}/lab/tree/{notebook}?token={server.token}&reset")
+        else:
+            page.goto(f"{server.url}/notebooks/{notebook}?token={server.token}")
+        page.wait_for_function("() => !!window.jupyterapp", timeout=timeout * 1000)
+        page.evaluate("() => window.jupyterapp.started")
+        page.wait_for_function(
+            """(name) => {
+                const w = window.jupyterapp.shell.currentWidget;
+                if (!w || !w.context || w.context.path !== name || !w.context.isReady) return false;
+                const k = w.sessionContext.session && w.sessionContext.session.kernel;
+                return !!k && k.status === 'idle';
+            }""",
+            arg=notebook,
+            timeout=timeout * 1000,
+        )
+
+    def run_all(self) -> None:
+        # Do not return the promise: it resolves only when every cell is done (TESTING.md).
+        self.page.evaluate(
+            "() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }"
+        )
+
+    def run_cell(self, index: int, timeout: float = 60) -> None:
+        """Run code cell `index` (0-based among all cells) and wait until it has finished."""
+        self.page.evaluate(
+            """(i) => {
+                const nb = window.jupyterapp.shell.currentWidget.content;
+                nb.activeCellIndex = i;
+                void window.jupyterapp.commands.execute('notebook:run-cell');
+            }""",
+            index,
+        )
+        self.wait_cells_done([index], timeout)
+
+    def wait_cells_done(self, indices: list[int] | None = None, timeout: float = 60) -> None:
+        """Wait until the given code cells (default: all) have run and the kernel is idle."""
+        self.page.wait_for_function(
+            """(indices) => {
+                const w = window.jupyterapp.shell.currentWidget;
+                const cells = w.content.widgets.filter(
+                    (c, i) => c.model.type === 'code' && (!indices || indices.includes(i)));
+                const k = w.sessionContext.session.kernel;
+                return k.status === 'idle' && cells.every(c => c.model.executionCount !== null);
+            }""",
+            arg=indices,
+            timeout=timeout * 1000,
+        )
+        self.assert_no_errors()
+
+    def outputs(self) -> list[list[dict[str, Any]]]:
+        """Every cell's outputs as nbformat JSON."""
+        return self.page.evaluate(
+            """() => window.jupyterapp.shell.currentWidget.content.widgets.map(
+                c => c.model.type === 'code' ? c.model.outputs.toJSON() : [])"""
+        )
+
+    def output_text(self, index: int) -> str:
+        """The text a code cell printed (stream outputs and text/plain results)."""
+        text = []
+        for out in self.outputs()[index]:
+            if out.get("output_type") == "stream":
+                text.append("".join(out.get("text", "")))
+            elif "data" in out and "text/plain" in out["data"]:
+                text.append("".join(out["data"]["text/plain"]))
+        return "".join(text)
+
+    def assert_no_errors(self) -> None:
+        for i, cell in enumerate(self.outputs()):
+            for out in cell:
+                if out.get("output_type") == "error":
+                    tb = "\n".join(out.get("traceback", []))
+                    raise AssertionError(
+                        f"cell {i} raised {out.get('ename')}: {out.get('evalue')}\n{tb}"
+                    )
+
+    def wait_output(self, index: int, text: str, timeout: float = 60) -> str:
+        """Wait until cell `index` has printed `text`; returns its whole output."""
+        deadline = time.monotonic() + timeout
+        self.page.wait_for_function(
+            """([i, text]) => {
+                const c = window.jupyterapp.shell.currentWidget.content.widgets[i];
+                return JSON.stringify(c.model.outputs.toJSON()).includes(text);
+            }""",
+            arg=[index, text],
+            timeout=max(1.0, deadline - time.monotonic()) * 1000,
+        )
+        return self.output_text(index)
+
+    # -- artifacts ----------------------------------------------------------------------------
+    def screenshot(self, target: Any, label: str) -> bytes:
+        """A PNG of a locator (or the page), saved as artifacts/browser/<test>-<label>.png."""
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.name}-{label}.png"
+        return target.screenshot(path=str(path))
+
+    def save_console(self) -> None:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"{self.name}-console.log").write_text("\n".join(self.console))
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
+    """A fresh browser page on the session's JupyterLab; kernels are stopped afterwards."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    helper = Lab(page, lab_server, request.node.name)
+    try:
+        yield helper
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            with contextlib.suppress(Exception):
+                helper.screenshot(page, "failure")
+        helper.save_console()
+        context.close()
+        lab_server.shutdown_kernels()
