@@ -89,6 +89,11 @@ class TaskOwner:
     def __len__(self) -> int:
         return len(self._tasks)
 
+    def cancel(self) -> None:
+        """Cancel every owned task without waiting (for synchronous `close()` methods)."""
+        for task in list(self._tasks):
+            task.cancel()
+
     async def cancel_all(self, *, keep: asyncio.Task[Any] | None = None) -> None:
         """Cancel every owned task (except `keep`, typically the caller) and wait for them."""
         tasks = [t for t in self._tasks if t is not keep and not t.done()]

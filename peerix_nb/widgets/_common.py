@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ..events import TaskOwner
+
 if TYPE_CHECKING:
     from ..events import Event
     from ..peer import Peer
@@ -59,7 +61,7 @@ class Resources:
 
     def __init__(self, on_error: Callable[[BaseException, str], None]) -> None:
         self._on_error = on_error
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskOwner(self.report)
         self._timers: set[asyncio.TimerHandle] = set()
         self._handlers: list[tuple[Peer, str, Callable[[Event], Any]]] = []
         self.closed = False
@@ -69,18 +71,7 @@ class Resources:
         if self.closed:
             coro.close()
             return None
-        task = asyncio.get_running_loop().create_task(coro, name=f"peerix-widget:{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None:
-            self.report(error, task.get_name())
+        return self._tasks.spawn(coro, name=f"peerix-widget:{name}")
 
     def report(self, error: BaseException, where: str) -> None:
         """Log an error and hand it to the widget's `on_error`."""
@@ -137,8 +128,7 @@ class Resources:
         for timer in self._timers:
             timer.cancel()
         self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        self._tasks.cancel()
 
 
 class Coalesce:
