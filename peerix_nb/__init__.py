@@ -5,11 +5,12 @@ peer = Peer(driver=MemoryDriver())
 await peer.join(room="lobby", metadata={"name": "ada"})
 """
 
+from .channels import ChannelOptions
 from .drivers import Driver, MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import Event
 from .log import EventLog, merge
-from .peer import ChannelOptions, Peer, PeerInfo
+from .peer import Peer, PeerInfo
 from .remote import RemotePeer
 from .stats import StatsSampler
 

@@ -33,14 +33,15 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from . import liveness, rollback
+from . import certificate, liveness, rollback
+from .channels import ChannelOptions, check_message
 from .errors import ErrorCode, PeerixError
 from .events import Event, TaskOwner
 from .signaling import ANSWER, CANDIDATE, OFFER, check_candidate
 
 if TYPE_CHECKING:
     from .media import MediaStream, Tap
-    from .peer import ChannelOptions, Peer
+    from .peer import Peer
 
 logger = logging.getLogger("peerix_nb")
 
@@ -253,8 +254,6 @@ class RemotePeer:
         protocol: str = "",
     ) -> None:
         """Open a data channel to this remote only (the impolite side creates it, PROTOCOL.md)."""
-        from .peer import ChannelOptions
-
         options = ChannelOptions.make(
             label, ordered, max_retransmits, max_packet_life_time, protocol
         )
@@ -270,8 +269,6 @@ class RemotePeer:
 
     def send(self, message: str | bytes, label: str | None = None) -> int:
         """Send on channel `label` (which must be open), or on every open channel; returns the count."""
-        from .peer import check_message
-
         message = check_message(message)
         if label is not None:
             channel = self.channels.get(label)
@@ -307,6 +304,7 @@ class RemotePeer:
     # -- the connection ---------------------------------------------------------------------
     def _create_connection(self) -> RTCPeerConnection:
         pc = RTCPeerConnection(self._peer._configuration)
+        certificate.use_peer_certificate(pc, self._peer)
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -739,8 +737,6 @@ class RemotePeer:
         self._register_channel(channel)
 
     def _on_channel_request(self, raw: Any) -> None:
-        from .peer import ChannelOptions
-
         if self.polite:
             return  # only the impolite side creates channels; a request here is a confused remote
         try:
@@ -891,6 +887,8 @@ class RemotePeer:
         pc = self.connection
         if pc.signalingState != "stable" or pc.remoteDescription is None:
             return
+        if not self._incoming and not pc.getTransceivers():
+            return  # data channels only: no m-line can carry a track (skip parsing the SDP)
         remote_media = {
             m.rtp.muxId: m for m in SessionDescription.parse(pc.remoteDescription.sdp).media
         }

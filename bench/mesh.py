@@ -1,0 +1,485 @@
+"""Full mesh of N peers in one process: from the joins to every pair's control channel open,
+against raw aiortc doing the same handshakes.
+
+peerix_nb: N `Peer`s on one MemoryDriver all join one room at once; the clock stops when every
+peer has seen `control:open` for every other one (N*(N-1) events). Baseline: for each of the
+N*(N-1)/2 pairs, two raw RTCPeerConnections (`iceServers=[]`, max-bundle, negotiated channel
+id 0) with offer and answer handed over in-process, all pairs at once; the clock stops when all
+channels are open. Both sides report wall time, the process CPU time over it (CPU s / wall s:
+1.0 means the event loop never waited) and, from per-connection ICE/DTLS state changes, how
+long the phases took and how many DTLS handshakes ran at once. Goal (issue 10): at most 1.5x
+raw for 8 and 16 peers.
+
+Run: `python -m bench.mesh [--runs 7] [--sizes 8 16] [--profile] [--experiments]`.
+`--profile` prints cProfile's top functions (cumulative) over the connect phase of the largest
+mesh for both setups; `--experiments` measures changes the library could make (one certificate
+per Peer, cached host addresses, paced joins), applied by patching at run time, against raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import io
+import itertools
+import pstats
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiortc import RTCPeerConnection
+
+from peerix_nb import MemoryDriver, Peer
+
+from ._common import loadavg, machine, median, raw_configuration
+
+TIMEOUT = 60.0
+Hold = Callable[[], Awaitable[None]]
+
+
+# -- per-connection phases -------------------------------------------------------------------------
+@dataclass
+class Phases:
+    """perf_counter() stamps of one RTCPeerConnection's transport phases."""
+
+    created: float
+    ice_checking: float | None = None
+    ice_completed: float | None = None
+    dtls_connecting: float | None = None
+    dtls_connected: float | None = None
+    channel_open: float | None = None
+
+
+@dataclass
+class Run:
+    """One mesh run: wall and CPU seconds to all open, plus every connection's phases."""
+
+    seconds: float
+    cpu: float
+    phases: list[Phases] = field(default_factory=list)
+
+
+class Tracker:
+    """Counts channel opens to `expected`, and stamps each connection's ICE/DTLS phases."""
+
+    def __init__(self, expected: int) -> None:
+        self.expected = expected
+        self.phases: dict[RTCPeerConnection, Phases] = {}
+        self.done: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    def watch(self, pc: RTCPeerConnection) -> None:
+        phases = self.phases[pc] = Phases(time.perf_counter())
+        dtls = pc.sctp.transport  # max-bundle: the transports the data section created
+        ice = dtls.transport
+
+        @ice.on("statechange")
+        def on_ice() -> None:
+            if ice.state == "checking" and phases.ice_checking is None:
+                phases.ice_checking = time.perf_counter()
+            elif ice.state == "completed" and phases.ice_completed is None:
+                phases.ice_completed = time.perf_counter()
+
+        @dtls.on("statechange")
+        def on_dtls() -> None:
+            if dtls.state == "connecting" and phases.dtls_connecting is None:
+                phases.dtls_connecting = time.perf_counter()
+            elif dtls.state == "connected" and phases.dtls_connected is None:
+                phases.dtls_connected = time.perf_counter()
+
+    def opened(self, pc: RTCPeerConnection) -> None:
+        phases = self.phases.get(pc)
+        if phases is not None and phases.channel_open is None:
+            phases.channel_open = time.perf_counter()
+        self.expected -= 1
+        if self.expected == 0 and not self.done.done():
+            self.done.set_result(time.perf_counter())
+
+
+# -- one run of each setup -------------------------------------------------------------------------
+async def raw_mesh(
+    n: int, profiler: cProfile.Profile | None = None, hold: Hold | None = None
+) -> Run:
+    """Every pair as two raw RTCPeerConnections, all pairs at once; `await hold()` once all are
+    open, before closing them."""
+    config = raw_configuration()
+    pairs = n * (n - 1) // 2
+    tracker = Tracker(2 * pairs)
+    pcs: list[RTCPeerConnection] = []
+
+    async def connect() -> None:
+        a, b = RTCPeerConnection(config), RTCPeerConnection(config)
+        pcs.extend((a, b))
+        for pc in (a, b):
+            channel = pc.createDataChannel("", negotiated=True, id=0)
+            channel.on("open", lambda pc=pc: tracker.opened(pc))
+            tracker.watch(pc)
+        await a.setLocalDescription(await a.createOffer())
+        await b.setRemoteDescription(a.localDescription)
+        await b.setLocalDescription(await b.createAnswer())
+        await a.setRemoteDescription(b.localDescription)
+
+    if profiler is not None:
+        profiler.enable()
+    cpu0, start = time.process_time(), time.perf_counter()
+    try:
+        await asyncio.gather(*(connect() for _ in range(pairs)))
+        end = await asyncio.wait_for(tracker.done, TIMEOUT)
+        cpu = time.process_time() - cpu0
+        if profiler is not None:
+            profiler.disable()
+        if hold is not None:
+            await hold()
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        await asyncio.gather(*(pc.close() for pc in pcs))
+    return Run(end - start, cpu, list(tracker.phases.values()))
+
+
+async def peerix_mesh(
+    n: int, pace: float = 0.0, profiler: cProfile.Profile | None = None, hold: Hold | None = None
+) -> Run:
+    """N Peers join one room at once (or one every `pace` seconds); `await hold()` once all
+    are connected, before they leave."""
+    driver = MemoryDriver()
+    peers = [Peer(driver=driver) for _ in range(n)]
+    tracker = Tracker(n * (n - 1))
+    for peer in peers:
+        peer.on("connection:new", lambda e: tracker.watch(e.remote.connection))
+        peer.on("control:open", lambda e: tracker.opened(e.remote.connection))
+    room = f"mesh-{uuid.uuid4().hex[:8]}"
+    if profiler is not None:
+        profiler.enable()
+    cpu0, start = time.process_time(), time.perf_counter()
+    try:
+        for i, peer in enumerate(peers):
+            if pace and i:
+                await asyncio.sleep(start + i * pace - time.perf_counter())
+            peer.join(room=room)
+        end = await asyncio.wait_for(tracker.done, TIMEOUT)
+        cpu = time.process_time() - cpu0
+        if profiler is not None:
+            profiler.disable()
+        if hold is not None:
+            await hold()
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        await asyncio.gather(*(peer.leave() for peer in peers))
+    return Run(end - start, cpu, list(tracker.phases.values()))
+
+
+# -- experiments: what the library could change, patched in at run time ----------------------------
+class SharedCertificate:
+    """Builds the RTCCertificate subclass used by the `shared certificate` experiment."""
+
+    @staticmethod
+    def make() -> Any:
+        from aiortc.rtcdtlstransport import RTCCertificate
+
+        class Shared(RTCCertificate):
+            """One per Peer: its SSL context and fingerprints are computed once."""
+
+            def __init__(self, key: Any, cert: Any) -> None:
+                super().__init__(key=key, cert=cert)
+                self._contexts: dict[tuple[bytes, ...], Any] = {}
+                self._fingerprints: list[Any] | None = None
+
+            def getFingerprints(self) -> list[Any]:
+                if self._fingerprints is None:
+                    self._fingerprints = super().getFingerprints()
+                return self._fingerprints
+
+            def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
+                key = tuple(p.openssl_profile for p in srtp_profiles)
+                if key not in self._contexts:
+                    self._contexts[key] = super()._create_ssl_context(srtp_profiles)
+                return self._contexts[key]
+
+        return Shared.generateCertificate()
+
+
+@contextlib.contextmanager
+def shared_certificates() -> Iterator[None]:
+    """RemotePeers of one Peer (they share its RTCConfiguration object) share one certificate."""
+    import aiortc.rtcpeerconnection as rtcpc
+
+    from peerix_nb import remote
+
+    certificates: dict[int, Any] = {}
+    original = remote.RTCPeerConnection
+
+    def create(configuration: Any) -> RTCPeerConnection:
+        key = id(configuration)
+        if key not in certificates:
+            certificates[key] = SharedCertificate.make()
+        certificate = certificates[key]
+        real = rtcpc.RTCCertificate
+        rtcpc.RTCCertificate = type("Fixed", (), {"generateCertificate": lambda: certificate})  # type: ignore[misc]
+        try:
+            return original(configuration)
+        finally:
+            rtcpc.RTCCertificate = real  # type: ignore[misc]
+
+    remote.RTCPeerConnection = create  # type: ignore[misc, assignment]
+    try:
+        yield
+    finally:
+        remote.RTCPeerConnection = original  # type: ignore[misc]
+
+
+@contextlib.contextmanager
+def cached_host_addresses() -> Iterator[None]:
+    """aioice enumerates the network interfaces for every connection: ask once per run."""
+    import aioice.ice
+
+    original = aioice.ice.get_host_addresses
+    cache: dict[tuple[bool, bool], list[str]] = {}
+
+    def cached(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        key = (use_ipv4, use_ipv6)
+        if key not in cache:
+            cache[key] = original(use_ipv4, use_ipv6)
+        return list(cache[key])
+
+    aioice.ice.get_host_addresses = cached
+    try:
+        yield
+    finally:
+        aioice.ice.get_host_addresses = original
+
+
+def patched(
+    run: Callable[[], Awaitable[Run]],
+    *patches: Callable[[], contextlib.AbstractContextManager[None]],
+) -> Callable[[], Awaitable[Run]]:
+    async def case() -> Run:
+        with contextlib.ExitStack() as stack:
+            for patch in patches:
+                stack.enter_context(patch())
+            return await run()
+
+    return case
+
+
+# -- reporting -------------------------------------------------------------------------------------
+def max_concurrent(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of [start, end) intervals open at one instant."""
+    marks = sorted(itertools.chain(((s, 1) for s, _ in intervals), ((e, -1) for _, e in intervals)))
+    best = current = 0
+    for _, step in marks:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def phase_summary(run: Run) -> dict[str, float]:
+    """Medians over connections (ms) of each phase, and the peak of concurrent DTLS handshakes."""
+    ps = [p for p in run.phases if p.channel_open is not None]
+    ice = [p for p in ps if p.ice_checking is not None and p.ice_completed is not None]
+    dtls = [p for p in ps if p.dtls_connecting is not None and p.dtls_connected is not None]
+    return {
+        "created -> ICE checking": median([(p.ice_checking - p.created) * 1e3 for p in ice]),  # type: ignore[operator]
+        "ICE checking -> completed": median(
+            [(p.ice_completed - p.ice_checking) * 1e3 for p in ice]  # type: ignore[operator]
+        ),
+        "DTLS handshake": median(
+            [(p.dtls_connected - p.dtls_connecting) * 1e3 for p in dtls]  # type: ignore[operator]
+        ),
+        "DTLS connected -> channel open": median(
+            [(p.channel_open - p.dtls_connected) * 1e3 for p in dtls]  # type: ignore[operator]
+        ),
+        "DTLS handshakes at once (peak)": float(
+            max_concurrent([(p.dtls_connecting, p.dtls_connected) for p in dtls])  # type: ignore[misc]
+        ),
+    }
+
+
+async def alternate_runs(
+    runs: int, cases: dict[str, Callable[[], Awaitable[Run]]]
+) -> dict[str, list[Run]]:
+    """Cases interleaved run by run (A B A B ...) after one discarded warm-up round."""
+    results: dict[str, list[Run]] = {name: [] for name in cases}
+    for i in range(runs + 1):
+        for name, case in cases.items():
+            run = await case()
+            if i:
+                results[name].append(run)
+    return results
+
+
+def table(n: int, results: dict[str, list[Run]], goal: str = "<= 1.5") -> str:
+    """Wall time (the goal's measure) and CPU time: the mesh is CPU-bound, so CPU seconds are
+    what other work on a shared machine disturbs least."""
+    names = list(results)
+    base = median([r.seconds for r in results[names[0]]])
+    base_cpu = median([r.cpu for r in results[names[0]]])
+    lines = [
+        f"| {n} peers ({n * (n - 1) // 2} pairs) | median (s) | range (s) | CPU (s) | "
+        f"CPU s / wall s | ratio to {names[0]} | CPU ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        secs = [r.seconds for r in results[name]]
+        cpu = median([r.cpu for r in results[name]])
+        util = median([r.cpu / r.seconds for r in results[name]])
+        ratio = median(secs) / base
+        lines.append(
+            f"| {name} | {median(secs):.3f} | {min(secs):.3f}-{max(secs):.3f} | {cpu:.3f} | "
+            f"{util:.2f} | {ratio:.2f}{f' (goal {goal})' if name != names[0] and goal else ''} | "
+            f"{cpu / base_cpu:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def phases_table(results: dict[str, list[Run]]) -> str:
+    names = list(results)
+    summaries = {name: [phase_summary(r) for r in runs] for name, runs in results.items()}
+    keys = list(next(iter(summaries.values()))[0])
+    lines = [
+        "| phase (median over connections, then runs) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for key in keys:
+        unit = "" if "peak" in key else " ms"
+        cells = " | ".join(f"{median([s[key] for s in summaries[n]]):.0f}{unit}" for n in names)
+        lines.append(f"| {key} | {cells} |")
+    return "\n".join(lines)
+
+
+#: (path fragment, area) for grouping profile self time; the first match wins.
+AREAS = (
+    ("aiortc/rtcdtlstransport", "aiortc DTLS (Python side)"),
+    ("aiortc/rtcsctptransport", "aiortc SCTP"),
+    ("aiortc/sdp", "aiortc SDP"),
+    ("aiortc/", "aiortc, other"),
+    ("aioice/", "aioice (ICE, STUN)"),
+    ("ifaddr/", "ifaddr (interface list, per gathering)"),
+    ("ipaddress", "ipaddress (from aioice, ifaddr, aiortc SDP)"),
+    ("OpenSSL/", "pyOpenSSL wrappers"),
+    ("cryptography/", "cryptography wrappers"),
+    ("pyee/", "pyee (aiortc's event emitter)"),
+    ("peerix_nb/", "peerix_nb"),
+    ("asyncio/", "asyncio event loop"),
+    ("bench/", "benchmark harness"),
+)
+
+
+def area(filename: str, function: str) -> str:
+    """Which part of the stack a profiled function belongs to."""
+    if filename == "~":  # a builtin: name it by what it wraps
+        if "_openssl" in function or "_rust" in function:
+            return "OpenSSL / cryptography (C)"
+        if "socket" in function or "select" in function or "poll" in function:
+            return "sockets, select"
+        return "Python builtins"
+    for fragment, name in AREAS:
+        if fragment in filename:
+            return name
+    return "other Python (json, zlib, uuid, ...)"
+
+
+def areas(stats: pstats.Stats) -> dict[str, float]:
+    """Self (own) time per area, in seconds: a partition of the profiled time. A builtin's time
+    goes to the area of the Python code that called it (an OpenSSL or socket call keeps its own
+    area)."""
+    totals: dict[str, float] = {}
+    entries = stats.stats.items()  # type: ignore[attr-defined]
+    for (filename, _, function), (_, _, own, _, callers) in entries:
+        name = area(filename, function)
+        if name != "Python builtins" or not callers:
+            totals[name] = totals.get(name, 0.0) + own
+            continue
+        for (caller_file, _, caller_function), (_, _, caller_own, _) in callers.items():
+            name = area(caller_file, caller_function)
+            totals[name] = totals.get(name, 0.0) + caller_own
+    return totals
+
+
+async def profile(n: int, runs: int, top: int) -> None:
+    """cProfile over the connect phase only (joins to all open), summed over `runs` runs."""
+    cases: dict[str, Callable[[cProfile.Profile], Awaitable[Run]]] = {
+        "raw aiortc": lambda p: raw_mesh(n, profiler=p),
+        "peerix_nb": lambda p: peerix_mesh(n, profiler=p),
+    }
+    by_area: dict[str, dict[str, float]] = {}
+    for name, case in cases.items():
+        await case(cProfile.Profile())  # warm-up: imports, first-use caches
+        profiler = cProfile.Profile()  # enabled from the joins to all-open, not during cleanup
+        total = 0.0
+        for _ in range(runs):
+            total += (await case(profiler)).seconds
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        by_area[name] = areas(stats)
+        stats.strip_dirs().sort_stats("cumulative").print_stats(top)
+        print(f"\n### cProfile, {name}, {n} peers, {runs} runs ({total:.2f} s wall in all)\n")
+        print(out.getvalue())
+    names = list(by_area)
+    print(f"\nself time by area, {n} peers, per run (cProfile, connect phase only):\n")
+    print("| area | " + " | ".join(f"{name} (ms)" for name in names) + " |")
+    print("|---|" + "---|" * len(names))
+    order = sorted(by_area[names[-1]], key=lambda k: -by_area[names[-1]][k])
+    order += [k for k in by_area[names[0]] if k not in order]
+    for key in order:
+        cells = " | ".join(f"{by_area[name].get(key, 0.0) * 1000 / runs:.0f}" for name in names)
+        print(f"| {key} | {cells} |")
+    sums = " | ".join(f"{sum(by_area[name].values()) * 1000 / runs:.0f}" for name in names)
+    print(f"| total | {sums} |")
+
+
+async def run(args: argparse.Namespace) -> None:
+    print(f"machine: {machine()}")
+    for n in args.sizes:
+        print(f"\nload average before: {loadavg()}")
+        results = await alternate_runs(
+            args.runs,
+            {"raw aiortc": lambda n=n: raw_mesh(n), "peerix_nb": lambda n=n: peerix_mesh(n)},
+        )
+        print(f"{n}-peer full mesh, {args.runs} alternating runs each (join to all open):\n")
+        print(table(n, results))
+        print()
+        print(phases_table(results))
+        print(f"load average after: {loadavg()}")
+    if args.experiments:
+        n = max(args.sizes)
+        print(f"\nload average before: {loadavg()}")
+        cases: dict[str, Callable[[], Awaitable[Run]]] = {
+            "raw aiortc": lambda: raw_mesh(n),
+            "peerix_nb": lambda: peerix_mesh(n),
+            "+ one certificate per Peer": patched(lambda: peerix_mesh(n), shared_certificates),
+            "+ cached host addresses": patched(lambda: peerix_mesh(n), cached_host_addresses),
+            "+ both": patched(lambda: peerix_mesh(n), shared_certificates, cached_host_addresses),
+        }
+        for pace in args.pace:
+            cases[f"paced joins ({pace * 1000:.0f} ms apart)"] = lambda pace=pace: peerix_mesh(
+                n, pace=pace
+            )
+        results = await alternate_runs(args.runs, cases)
+        print(f"\nexperiments, {n} peers, {args.runs} alternating runs each:\n")
+        print(table(n, results, goal=""))
+        print(f"load average after: {loadavg()}")
+    if args.profile:
+        await profile(max(args.sizes), args.profile_runs, args.top)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.mesh", description=__doc__)
+    parser.add_argument("--runs", type=int, default=7, help="runs per setup and size")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[8, 16], help="peers per mesh")
+    parser.add_argument("--profile", action="store_true", help="cProfile the largest mesh")
+    parser.add_argument("--profile-runs", type=int, default=3, help="runs summed per profile")
+    parser.add_argument("--top", type=int, default=30, help="functions listed per profile")
+    parser.add_argument("--experiments", action="store_true", help="measure library changes")
+    parser.add_argument(
+        "--pace", type=float, nargs="+", default=[0.005, 0.02], help="seconds between paced joins"
+    )
+    asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""One DTLS certificate per Peer instead of one per RTCPeerConnection (aiortc 1.16 private state).
+
+Why: aiortc's RTCPeerConnection makes a fresh EC key and self-signed certificate for every
+connection, and every DTLS transport builds a new OpenSSL context from it and recomputes its
+fingerprints for each SDP: about 0.4 ms a connection, ~10 % of a 16-peer mesh's connect time
+(bench/mesh.py). Browsers let one certificate serve many connections
+(RTCConfiguration.certificates); aiortc has no such option, so `use_peer_certificate` puts the
+Peer's certificate in the connection's private certificate list before its first transport is
+created. Measured: a 16-peer mesh then needs less CPU than raw aiortc (docs/BENCHMARKS.md).
+"""
+
+from __future__ import annotations
+
+import datetime
+import weakref
+from typing import Any
+
+from aiortc import RTCPeerConnection
+from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
+
+#: Certificates are replaced this long before they expire (aiortc makes them valid 30 days).
+RENEW_BEFORE = datetime.timedelta(days=1)
+
+
+class PeerCertificate(RTCCertificate):
+    """An RTCCertificate whose OpenSSL contexts and fingerprints are built once."""
+
+    def __init__(self, key: Any, cert: Any) -> None:
+        super().__init__(key=key, cert=cert)
+        self._contexts: dict[tuple[bytes, ...], Any] = {}
+        self._fingerprints: list[RTCDtlsFingerprint] | None = None
+
+    def getFingerprints(self) -> list[RTCDtlsFingerprint]:  # aiortc's name
+        if self._fingerprints is None:
+            self._fingerprints = super().getFingerprints()
+        return list(self._fingerprints)
+
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
+        # One context serves many SSL connections; aiortc configures it the same way each time.
+        key = tuple(profile.openssl_profile for profile in srtp_profiles)
+        context = self._contexts.get(key)
+        if context is None:
+            context = self._contexts[key] = super()._create_ssl_context(srtp_profiles)
+        return context
+
+    @property
+    def stale(self) -> bool:
+        return self.expires - datetime.datetime.now(datetime.timezone.utc) < RENEW_BEFORE
+
+
+_certificates: weakref.WeakKeyDictionary[Any, PeerCertificate] = weakref.WeakKeyDictionary()
+
+
+def of(owner: Any) -> PeerCertificate:
+    """The certificate of `owner` (a Peer): made on first use, renewed before it expires."""
+    current = _certificates.get(owner)
+    if current is None or current.stale:
+        current = _certificates[owner] = PeerCertificate.generateCertificate()
+    return current
+
+
+def use_peer_certificate(pc: RTCPeerConnection, owner: Any) -> None:
+    """Make `pc` use `owner`'s certificate; call before anything creates a transport on it."""
+    pc._RTCPeerConnection__certificates = [of(owner)]  # type: ignore[attr-defined]
