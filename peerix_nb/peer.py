@@ -23,7 +23,7 @@ from .drivers.memory import MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import Emitter, Event, TaskOwner
 from .log import EventLog
-from .remote import RemotePeer, make_configuration
+from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration
 from .signaling import (
     ANSWER,
     CANDIDATE,
@@ -50,6 +50,13 @@ _default_driver: MemoryDriver | None = None
 MAX_REMOTES = 64
 #: Messages held per sender while `verify` decides about it.
 MAX_HELD_MESSAGES = 100
+#: A joined peer repeats its room JOIN after ~1 s, then at doubling intervals up to this many
+#: seconds, for as long as it stays joined. JOIN has no acknowledgement (PROTOCOL.md): a JOIN
+#: lost on its way, or the direct JOIN retry after `failed`, leaves that pair with no attempt
+#: on either side, silently and for good. A peer that already has a connection to the sender
+#: ignores a room JOIN (`_route`), as browser Peerix does, so a repeat costs one message.
+REANNOUNCE_FIRST = 1.0
+REANNOUNCE_MAX = 30.0
 
 
 def default_driver() -> MemoryDriver:
@@ -139,6 +146,10 @@ class Peer:
         self._emitter.on("*", self.events.record)
         self._verify: Verify | None = None
         self._admitting: dict[str, list[tuple[Message, bool]]] = {}
+        # Candidates from senders we have no RemotePeer for yet (PROTOCOL.md step 4: a browser's
+        # trickled candidates can overtake its OFFER on a reordering driver); at most
+        # max_remotes senders and MAX_QUEUED_CANDIDATES each, applied when the OFFER comes.
+        self._early_candidates: dict[str, list[dict[str, Any]]] = {}
         self._namespaces: list[list[str]] = []
         self._join_task: asyncio.Task[None] | None = None
 
@@ -236,6 +247,7 @@ class Peer:
         self._join_task = None
         self._emit(Event(name="room:join", state="joined", detail=room))
         await self._announce()
+        self._tasks.spawn(self._reannounce(), name="peer:reannounce")
 
     def leave(self) -> asyncio.Task[None]:
         """Close every remote, broadcast LEAVE and stop listening; a no-op when not joined."""
@@ -263,6 +275,7 @@ class Peer:
         )
         self.connections.clear()
         self._admitting.clear()
+        self._early_candidates.clear()
         handlers = (self._on_room_message, self._on_direct_message)
         for namespace, handler in zip(self._namespaces, handlers, strict=True):
             try:
@@ -277,7 +290,19 @@ class Peer:
         if not self.joined or not self.driver.active:
             return
         namespace = self._namespaces[0] if to is None else self._codec.namespace([self.room, to])
-        await self._dispatch(namespace, [JOIN, self.id, self.metadata], "join", None)
+        detail = None if to is None else f"to {to}"  # a direct JOIN: the retry after `failed`
+        await self._dispatch(namespace, [JOIN, self.id, self.metadata], "join", None, detail)
+
+    async def _reannounce(self) -> None:
+        interval = REANNOUNCE_FIRST
+        while self.joined:
+            # Jittered, so that a room that joined together does not announce together.
+            await asyncio.sleep(interval * (0.5 + random.random()))
+            try:
+                await self._announce()
+            except Exception as error:  # a driver hiccup must not end the repeats
+                self._report(error, "PEER_SIGNALING_ERROR")
+            interval = min(interval * 2, REANNOUNCE_MAX)
 
     async def _announce_later(self, to: str | None = None) -> None:
         # PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
@@ -288,6 +313,16 @@ class Peer:
     def _on_driver_active(self, event: Event) -> None:
         self._emit(Event(name="driver:active", state="active"))
         if self.joined:
+            # An attempt still `new` has not completed its first exchange, which goes through
+            # the driver: its offer or answer may have been dropped while the driver was
+            # inactive. Fail it now (-> closed -> direct JOIN retry) instead of waiting out
+            # connection_timeout.
+            for remote in list(self.connections.values()):
+                if remote.state == "new":
+                    self._tasks.spawn(
+                        remote.fail("signaling interrupted: the driver was inactive"),
+                        name="peer:fail-interrupted",
+                    )
             self._tasks.spawn(self._announce_later(), name="peer:announce")
 
     def _on_driver_inactive(self, event: Event) -> None:
@@ -301,12 +336,37 @@ class Peer:
 
     # -- sending through the driver ---------------------------------------------------------
     async def _dispatch(
-        self, namespace: list[str], message: list[Any], kind: str, remote: RemotePeer | None
+        self,
+        namespace: list[str],
+        message: list[Any],
+        kind: str,
+        remote: RemotePeer | None,
+        detail: str | None = None,
     ) -> None:
         data = self._codec.encode(message)
+        if not self.driver.active:
+            # PROTOCOL.md: an inactive driver dispatches nothing; say so rather than "sent".
+            self._emit(
+                Event(
+                    name="signal:drop",
+                    remote=remote,
+                    kind=kind,
+                    via="driver",
+                    size=len(data),
+                    detail="driver inactive: not sent",
+                )
+            )
+            return
         await self.driver.dispatch(namespace, data)
         self._emit(
-            Event(name="signal:send", remote=remote, kind=kind, via="driver", size=len(data))
+            Event(
+                name="signal:send",
+                remote=remote,
+                kind=kind,
+                via="driver",
+                size=len(data),
+                detail=detail,
+            )
         )
 
     def _send_direct(self, remote_id: str, message: list[Any], kind: str) -> None:
@@ -400,6 +460,14 @@ class Peer:
             else:
                 self._admit(message, direct)
         elif message.type in (ANSWER, CANDIDATE):
+            if remote is None and message.type == CANDIDATE and message.candidate is not None:
+                early = self._early_candidates.get(sender)
+                if early is None and len(self._early_candidates) < self.max_remotes:
+                    early = self._early_candidates[sender] = []
+                if early is not None and len(early) < MAX_QUEUED_CANDIDATES:
+                    early.append(message.candidate)
+                    self._ignore_early(message)
+                    return
             if remote is None:
                 self._emit(
                     Event(
@@ -417,6 +485,16 @@ class Peer:
             )
         elif message.type == LEAVE and remote is not None:
             self._tasks.spawn(remote.shutdown("remote left"), name="peer:remote-left")
+
+    def _ignore_early(self, message: Message) -> None:
+        self._emit(
+            Event(
+                name="signal:hold",
+                kind=message.kind,
+                via="driver",
+                detail=f"{message.sender}: before its offer",
+            )
+        )
 
     def _ignore(self, message: Message, remote: RemotePeer, why: str) -> None:
         self._emit(
@@ -465,10 +543,13 @@ class Peer:
             return
         remote = RemotePeer(self, sender, message.metadata, self.room)
         self.connections[sender] = remote
+        early = self._early_candidates.pop(sender, [])
         if message.type == JOIN:
-            remote.start()
+            remote.start()  # our offer starts a new exchange: earlier candidates are stale
         else:
             remote.receive(OFFER, message.description, "driver")
+            for candidate in early:  # held until the description they belong to
+                remote.receive(CANDIDATE, candidate, "driver")
         for later, later_direct in held:
             self._route(later, later_direct)
 

@@ -317,6 +317,18 @@ class RemotePeer:
                 state = pc.iceGatheringState
                 count, summary = _local_candidates(pc) if state == "complete" else (None, None)
                 self._emit("ice:gathering", state=state, size=count, detail=summary)
+                turn = _turn_urls(self._peer._configuration)
+                if state == "complete" and turn and "relay" not in (summary or ""):
+                    # aioice drops a failed TURN allocation without a word (wrong credential,
+                    # server unreachable): this is the only place it can be noticed.
+                    self._report(
+                        PeerixError(
+                            "PEER_ICECANDIDATE_ERROR",
+                            f"no relay candidate from {', '.join(turn)}: the TURN server "
+                            "refused the credential or did not answer",
+                        ),
+                        "PEER_ICECANDIDATE_ERROR",
+                    )
 
         @pc.on("datachannel")
         def on_datachannel(channel: RTCDataChannel) -> None:
@@ -977,6 +989,16 @@ def _local_candidates(pc: RTCPeerConnection) -> tuple[int, str]:
     for candidate in candidates:
         types[candidate.type] = types.get(candidate.type, 0) + 1
     return len(candidates), ", ".join(f"{n} {kind}" for kind, n in sorted(types.items()))
+
+
+def _turn_urls(configuration: RTCConfiguration) -> list[str]:
+    """The turn:/turns: URLs of a configuration's ICE servers."""
+    urls: list[str] = []
+    for server in configuration.iceServers or []:
+        for url in [server.urls] if isinstance(server.urls, str) else server.urls:
+            if url.startswith(("turn:", "turns:")):
+                urls.append(url)
+    return urls
 
 
 def _ufrag(sdp: str) -> str | None:
