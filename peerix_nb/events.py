@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .errors import PeerixError
+from .home import running_loop
 
 if TYPE_CHECKING:
     from .remote import RemotePeer
@@ -207,7 +208,16 @@ class Emitter:
         timeout: float | None = None,
     ) -> Event:
         """Wait for the next event matching `name` (and `where`), up to `timeout` seconds."""
-        future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Event] = loop.create_future()
+
+        def settle(outcome: Event | BaseException) -> None:
+            if future.done():
+                return
+            if isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
         def check(event: Event) -> None:
             if future.done():
@@ -215,10 +225,16 @@ class Emitter:
             try:
                 ok = where is None or where(event)
             except Exception as error:
-                future.set_exception(error)
-                return
-            if ok:
-                future.set_result(event)
+                outcome: Event | BaseException = error
+            else:
+                if not ok:
+                    return
+                outcome = event
+            # The waiter may sit on another thread's loop (a kernel subshell, see home.py).
+            if running_loop() is loop:
+                settle(outcome)
+            else:
+                loop.call_soon_threadsafe(settle, outcome)
 
         self.on(name, check)
         try:

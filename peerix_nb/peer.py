@@ -22,6 +22,7 @@ from .drivers.base import Driver
 from .drivers.memory import MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import Emitter, Event, TaskOwner
+from .home import HomeLoop
 from .log import EventLog
 from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration
 from .signaling import (
@@ -139,6 +140,7 @@ class Peer:
             str, MediaStream
         ] = {}  # published label -> stream (its id names it on the wire)
 
+        self._home = HomeLoop()  # the loop this peer's connections live on
         self._tasks = TaskOwner(self._task_failed)  # protocol work: cancelled on leave
         self._handler_tasks = TaskOwner(self._task_failed)  # users' async handlers: run to the end
         self._emitter = _PeerEmitter(self)
@@ -200,7 +202,8 @@ class Peer:
                 f"Peer.{name}() needs a running asyncio event loop: use `await peer.{name}(...)` "
                 "in a notebook cell or inside a coroutine run by asyncio.run()"
             ) from None
-        return self._tasks.spawn(coro, name=f"peer:{name}")
+        # On the peer's own loop, even when called from a kernel subshell's thread (home.py).
+        return self._home.start(coro, lambda c: self._tasks.spawn(c, name=f"peer:{name}"))
 
     # -- joining and leaving ----------------------------------------------------------------
     def join(
@@ -620,6 +623,9 @@ class Peer:
         message = check_message(message)
         if label is not None and not isinstance(label, str):
             raise TypeError(f"channel label must be a string, got {label!r}")
+        return self._home.call(self._send, message, label)
+
+    def _send(self, message: str | bytes, label: str | None) -> int:
         sent = 0
         for remote in list(self.connections.values()):
             if label is None:

@@ -33,7 +33,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
-from . import certificate, liveness, rollback
+from . import certificate, liveness, receivers, rollback
 from .channels import ChannelOptions, check_message
 from .errors import ErrorCode, PeerixError
 from .events import Event, TaskOwner
@@ -257,11 +257,17 @@ class RemotePeer:
         options = ChannelOptions.make(
             label, ordered, max_retransmits, max_packet_life_time, protocol
         )
-        self._channel_options[label] = options
+        self._peer._home.call(self._open, options)
+
+    def _open(self, options: ChannelOptions) -> None:
+        self._channel_options[options.label] = options
         self.open_channel(options)
 
     async def close(self, label: str) -> None:
         """Close this remote's data channel `label`."""
+        self._peer._home.call(self._close, label)
+
+    def _close(self, label: str) -> None:
         self._channel_options.pop(label, None)
         channel = self.channels.get(label)
         if channel is not None:
@@ -270,6 +276,9 @@ class RemotePeer:
     def send(self, message: str | bytes, label: str | None = None) -> int:
         """Send on channel `label` (which must be open), or on every open channel; returns the count."""
         message = check_message(message)
+        return self._peer._home.call(self._send, message, label)
+
+    def _send(self, message: str | bytes, label: str | None) -> int:
         if label is not None:
             channel = self.channels.get(label)
             if channel is None or channel.readyState != "open":
@@ -570,6 +579,7 @@ class RemotePeer:
         self._emit("negotiation:done", kind=offerer, via=via, detail=f"{took:.1f} ms")
 
     async def _after_exchange(self) -> None:
+        receivers.refresh_codecs(self.connection)
         await self._apply_queued_candidates()
         self._sync_incoming()
         if self._needs_negotiation:

@@ -15,20 +15,13 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..events import TaskOwner
+from ..home import HomeLoop, on_home, running_loop
 
 if TYPE_CHECKING:
     from ..events import Event
     from ..peer import Peer
 
 logger = logging.getLogger("peerix_nb.widgets")
-
-
-def running_loop() -> asyncio.AbstractEventLoop | None:
-    """The running event loop (the kernel's), or None outside of one."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
 
 
 def describe(error: BaseException) -> str:
@@ -65,6 +58,20 @@ class Resources:
         self._timers: set[asyncio.TimerHandle] = set()
         self._handlers: list[tuple[Peer, str, Callable[[Event], Any]]] = []
         self.closed = False
+        self.home = HomeLoop()  # the loop of the cell that made the widget
+
+    def hop(self, fn: Callable[..., Any]) -> Callable[..., None]:
+        """Wrap a frontend callback to run on the widget's home loop (see peerix_nb/home.py:
+        JupyterLab may deliver comm messages in a kernel subshell's thread), reporting errors."""
+
+        def guarded(*args: Any, **kwargs: Any) -> None:
+            try:
+                fn(*args, **kwargs)
+            except Exception as error:
+                self.report(error, getattr(fn, "__name__", "callback"))
+
+        guarded.__name__ = getattr(fn, "__name__", "callback")
+        return on_home(self.home, guarded)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any] | None:
         """Run `coro` on the running loop as an owned task (None, and closed, once released)."""

@@ -54,7 +54,7 @@ class ChatBox(anywidget.AnyWidget):
         self.max_messages = max_messages
         self._resources = Resources(self._show_error)
         self._resources.on(peer, "channel:message", self._on_message)
-        self.on_msg(self._on_browser_message)
+        self.on_msg(self._resources.hop(self._on_browser_message))
         if open_channel and label not in peer.channels and running_loop() is not None:
             try:
                 self._resources.watch(peer.open(label), f"open {label!r}")

@@ -105,8 +105,8 @@ class EventsView(anywidget.AnyWidget):
         self._unseen = 0  # events since the last refresh = rows added to the log since then
         self._refresh = Coalesce(self._resources, self._flush, refresh)
         self._resources.on(peer, "*", self._on_event)
-        self.on_msg(self._on_browser_message)
-        self.observe(self._on_filter, names=["groups", "last"])
+        self.on_msg(self._resources.hop(self._on_browser_message))
+        self.observe(self._resources.hop(self._on_filter), names=["groups", "last"])
         self._rebuild()
 
     def close(self) -> None:

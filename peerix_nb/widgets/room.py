@@ -127,8 +127,8 @@ class RoomWidget(ipywidgets.VBox):
         super().__init__([header, self.status, self.roster, self.tiles, bottom], **kwargs)
         self.add_class("peerix-room")
 
-        self.join_button.on_click(self._guarded(self.join))
-        self.leave_button.on_click(self._guarded(self.leave))
+        self.join_button.on_click(self._resources.hop(self._guarded(self.join)))
+        self.leave_button.on_click(self._resources.hop(self._guarded(self.leave)))
         self._roster = Coalesce(self._resources, self._render_roster, 0.05)
         on = self._resources.on
         on(peer, "connection", self._on_connection)

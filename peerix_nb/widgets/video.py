@@ -182,7 +182,7 @@ class VideoView(anywidget.AnyWidget):
         self.bytes_sent = 0
         self.latency_samples: deque[float] = deque(maxlen=600)  # ms, capture -> drawn
         self._dropped_before = 0  # frames skipped by earlier subscriptions
-        self.on_msg(self._on_browser_message)
+        self.on_msg(self._resources.hop(self._on_browser_message))
         self._task = self._resources.spawn(self._run(), "video") if running_loop() else None
         if self._task is None:
             self._set_status("error", "VideoView needs a running asyncio loop (a Jupyter kernel)")
