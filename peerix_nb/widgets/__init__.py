@@ -9,9 +9,10 @@ The widgets render state and call the public Peer API; they hold no protocol log
 on the kernel's asyncio loop (ipykernel >= 7.4 handles widget messages while a cell awaits).
 """
 
+from .camera import CameraFrames, camera_stream
 from .chat import ChatBox
 from .events_view import EventsView
 from .room import RoomWidget
 from .video import VideoView
 
-__all__ = ["ChatBox", "EventsView", "RoomWidget", "VideoView"]
+__all__ = ["CameraFrames", "ChatBox", "EventsView", "RoomWidget", "VideoView", "camera_stream"]

@@ -34,6 +34,11 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--no-first-run",
+    # A camera and a microphone without hardware (a 640x480 test pattern), permission granted
+    # without a prompt, and <video> that plays without a click (browser peers, TESTING.md).
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
 ]
 NOTEBOOKS = Path(__file__).with_name("notebooks")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "browser"
@@ -98,6 +103,13 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
+    # Render every cell, not only those in view: a widget displayed below a long cell must
+    # render (and say "rendered") without the test scrolling to it.
+    notebook_settings = base / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"windowingMode": "none"})
     )
     env = {
         **os.environ,

@@ -1,0 +1,136 @@
+// BroadcastChannelDriver front end (anywidget ESM): relays a kernel's signaling to and from
+// this browser's BroadcastChannel(name), so kernels of notebooks open in one browser (and
+// browser peers there) find each other without a server.
+//
+// Kernel -> page: {type: "post", key} + the message bytes; the page posts [key, bytes] on the
+// channel (PROTOCOL.md). Page -> kernel: whatever arrives on the channel for a key the kernel
+// subscribed to (the synced `subscribed` list) goes back as {type: "recv", key} + bytes. Only the
+// page the kernel chose ({type: "own", to}) opens the channel: two pages showing one kernel's
+// widget would otherwise post every message twice and echo each other's posts back.
+
+function newId() {
+  try {
+    return crypto.randomUUID();
+  } catch {
+    return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  }
+}
+
+function bytesOf(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  return null;
+}
+
+function createWidget() {
+  const frontend = newId();
+  const views = new Set();
+  let model = null;
+  let channel = null;
+  let posted = 0;
+  let received = 0;
+
+  function send(content, buffers = []) {
+    try {
+      model.send({ ...content, frontend }, undefined, buffers);
+    } catch {
+      // closed widget
+    }
+  }
+
+  function refresh() {
+    for (const view of views) view.update();
+  }
+
+  function open() {
+    if (channel) return;
+    channel = new BroadcastChannel(model.get("name"));
+    channel.onmessage = (event) => {
+      const data = event.data;
+      if (!Array.isArray(data) || data.length !== 2 || typeof data[0] !== "string") return;
+      const bytes = bytesOf(data[1]);
+      if (!bytes || !(model.get("subscribed") || []).includes(data[0])) return;
+      received += 1;
+      send({ type: "recv", key: data[0] }, [bytes.slice()]);
+      refresh();
+    };
+  }
+
+  function shut() {
+    if (channel) channel.close();
+    channel = null;
+  }
+
+  function onMessage(msg, buffers) {
+    if (!msg) return;
+    if (msg.type === "own") {
+      if (msg.to === frontend) open();
+      else shut();
+      refresh();
+    } else if (msg.type === "post" && channel && buffers && buffers.length) {
+      channel.postMessage([msg.key, bytesOf(buffers[0]).slice()]);
+      posted += 1;
+      refresh();
+    }
+  }
+
+  return {
+    initialize(ctx) {
+      model = ctx.model;
+      model.on("msg:custom", onMessage);
+      const bye = () => send({ type: "views", views: 0, unload: true });
+      window.addEventListener("pagehide", bye);
+      return () => {
+        window.removeEventListener("pagehide", bye);
+        model.off("msg:custom", onMessage);
+        shut();
+      };
+    },
+    render({ model: m, el }) {
+      const root = document.createElement("div");
+      root.className = "peerix-bc";
+      el.appendChild(root);
+      const view = {
+        update() {
+          const relaying = !!channel;
+          root.dataset.state = relaying ? "relaying" : "idle";
+          root.textContent = relaying
+            ? `BroadcastChannel "${m.get("name")}" · relaying this kernel's signaling · ${posted} out · ${received} in`
+            : `BroadcastChannel "${m.get("name")}" · ${m.get("status")}`;
+        },
+      };
+      views.add(view);
+      m.on("change:status", view.update);
+      view.update();
+      send({ type: "rendered", views: views.size });
+      return () => {
+        m.off("change:status", view.update);
+        views.delete(view);
+        send({ type: "views", views: views.size });
+      };
+    },
+  };
+}
+
+// Per-model state (the peer, its views) lives in one createWidget() per model, found again in
+// render() by the model's synced `key` (render gets another proxy of the model, not the same
+// object), so two widgets in one page never share state, however anywidget loads the module.
+const instances = new Map();
+
+export default {
+  initialize(ctx) {
+    const key = ctx.model.get("key");
+    const widget = createWidget();
+    instances.set(key, widget);
+    const cleanup = widget.initialize(ctx);
+    return () => {
+      if (instances.get(key) === widget) instances.delete(key);
+      cleanup();
+    };
+  },
+  render(ctx) {
+    const widget = instances.get(ctx.model.get("key"));
+    return widget ? widget.render(ctx) : undefined;
+  },
+};

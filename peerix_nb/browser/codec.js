@@ -1,0 +1,225 @@
+// Peerix v0.1 driver-message codec for the browser (PROTOCOL.md, "Message encoding").
+//
+// encode: JSON.stringify([type, sender, ...payload]) -> UTF-8 -> deflate (RFC 1950, what
+//         CompressionStream("deflate") and Python's zlib.compress write) -> AES-256-GCM when a
+//         secret is set (key = SHA-256 of its UTF-8 bytes, random 12-byte IV prepended, the
+//         16-byte tag appended by WebCrypto).
+// decode: the reverse, plus a shape check; anything wrong throws a PeerixError with code
+//         PEER_SIGNALING_ERROR (the peer turns it into an `error` event, never a crash).
+// No flag in a packet says which steps were applied: every peer of a room needs the same
+// settings. tests/vectors/vectors.json holds bytes made by Node with these exact calls.
+
+export const JOIN = 1;
+export const OFFER = 2;
+export const ANSWER = 3;
+export const CANDIDATE = 4;
+export const LEAVE = 5;
+export const KINDS = { 1: "join", 2: "offer", 3: "answer", 4: "candidate", 5: "leave" };
+
+/** Largest driver message accepted, before and after inflating (same as the Python side). */
+export const MAX_MESSAGE_BYTES = 1 << 20;
+const MAX_ID_LENGTH = 256;
+const IV_BYTES = 12;
+const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+const utf8 = new TextEncoder();
+
+export class PeerixError extends Error {
+  constructor(code, message, cause) {
+    super(message);
+    this.name = "PeerixError";
+    this.code = code;
+    if (cause !== undefined) this.cause = cause;
+  }
+}
+
+const fail = (message, cause) => new PeerixError("PEER_SIGNALING_ERROR", message, cause);
+
+/** Bytes of anything a driver may hand us: Uint8Array, ArrayBuffer, DataView, other views. */
+export function toBytes(data) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw fail(`driver delivered ${Object.prototype.toString.call(data)}, expected bytes`);
+}
+
+async function pipe(bytes, transform, limit) {
+  const reader = new Blob([bytes]).stream().pipeThrough(transform).getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      // A zip bomb stops here, like Python's decompressobj(max_length).
+      reader.cancel().catch(() => {});
+      throw fail(`decompressed message exceeds ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, at);
+    at += chunk.length;
+  }
+  return out;
+}
+
+export function deflate(bytes) {
+  return pipe(bytes, new CompressionStream("deflate"), Infinity);
+}
+
+export async function inflate(bytes, limit = MAX_MESSAGE_BYTES) {
+  try {
+    return await pipe(bytes, new DecompressionStream("deflate"), limit);
+  } catch (error) {
+    if (error instanceof PeerixError) throw error;
+    throw fail(`cannot decompress message: ${error.message || error}`, error);
+  }
+}
+
+export async function sha256(bytes) {
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+/** Big-endian base62 (alphabet 0-9a-zA-Z, no padding, "0" for zero). */
+export function base62(bytes) {
+  let n = 0n;
+  for (const b of bytes) n = (n << 8n) | BigInt(b);
+  if (n === 0n) return "0";
+  let out = "";
+  while (n > 0n) {
+    out = BASE62[Number(n % 62n)] + out;
+    n /= 62n;
+  }
+  return out;
+}
+
+/** A namespace part as hashed by Peerix: base62(SHA-256(UTF-8 bytes)). */
+export async function hashPart(part) {
+  return base62(await sha256(utf8.encode(part)));
+}
+
+export async function deriveKey(secret) {
+  const raw = await sha256(typeof secret === "string" ? utf8.encode(secret) : toBytes(secret));
+  return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+}
+
+export async function encrypt(key, bytes, iv = crypto.getRandomValues(new Uint8Array(IV_BYTES))) {
+  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, key, bytes));
+  const out = new Uint8Array(iv.length + sealed.length);
+  out.set(iv, 0);
+  out.set(sealed, iv.length);
+  return out;
+}
+
+export async function decrypt(key, bytes) {
+  if (bytes.length < IV_BYTES + 16) throw fail("encrypted message too short");
+  try {
+    const plain = await crypto.subtle.decrypt(
+      { name: "AES-GCM", iv: bytes.subarray(0, IV_BYTES) },
+      key,
+      bytes.subarray(IV_BYTES),
+    );
+    return new Uint8Array(plain);
+  } catch (error) {
+    throw fail("cannot decrypt message: wrong encryption key or tampered data", error);
+  }
+}
+
+function description(value, expected) {
+  if (!value || typeof value !== "object" || Array.isArray(value)) {
+    throw fail(`${expected} description must be an object`);
+  }
+  if (value.type !== expected) throw fail(`${expected} description has type ${value.type}`);
+  if (typeof value.sdp !== "string" || !value.sdp) throw fail(`${expected} description has no SDP text`);
+  return { type: expected, sdp: value.sdp };
+}
+
+/** An RTCIceCandidateInit-shaped object, or null (end of candidates). */
+export function checkCandidate(value) {
+  if (value === null || value === undefined) return null;
+  if (typeof value !== "object" || typeof value.candidate !== "string") {
+    throw fail("candidate has no 'candidate' string");
+  }
+  const { candidate, sdpMid = null, sdpMLineIndex = null, usernameFragment = null } = value;
+  if (sdpMid !== null && typeof sdpMid !== "string") throw fail("candidate sdpMid must be a string");
+  if (sdpMLineIndex !== null && !(Number.isInteger(sdpMLineIndex) && sdpMLineIndex >= 0)) {
+    throw fail("candidate sdpMLineIndex must be a non-negative integer");
+  }
+  if (usernameFragment !== null && typeof usernameFragment !== "string") {
+    throw fail("candidate usernameFragment must be a string");
+  }
+  return { candidate, sdpMid, sdpMLineIndex, usernameFragment };
+}
+
+/** Check a decoded JSON value against the message table of PROTOCOL.md. */
+export function parseMessage(value) {
+  if (!Array.isArray(value) || value.length < 2) throw fail("message is not a JSON array [type, sender, ...]");
+  const [type, sender, ...rest] = value;
+  if (!Number.isInteger(type) || !(type in KINDS)) throw fail(`unknown message type ${JSON.stringify(type)}`);
+  if (typeof sender !== "string" || !sender || sender.length > MAX_ID_LENGTH) {
+    throw fail("message sender must be a non-empty string id");
+  }
+  const message = { type, kind: KINDS[type], sender };
+  if (type === JOIN) message.metadata = rest.length ? rest[0] : null;
+  else if (type === OFFER) {
+    if (!rest.length) throw fail("offer without description");
+    message.description = description(rest[0], "offer");
+    message.metadata = rest.length > 1 ? rest[1] : null;
+  } else if (type === ANSWER) {
+    if (!rest.length) throw fail("answer without description");
+    message.description = description(rest[0], "answer");
+  } else if (type === CANDIDATE) message.candidate = checkCandidate(rest.length ? rest[0] : null);
+  return message;
+}
+
+/** Encodes and decodes driver messages with one peer's settings (all peers must agree). */
+export class SignalingCodec {
+  constructor({ compression = true, encryptionKey = null, hashing = false } = {}) {
+    if (encryptionKey !== null && encryptionKey !== undefined && !String(encryptionKey).length) {
+      throw new TypeError("encryption key must not be empty");
+    }
+    this.compression = !!compression;
+    this.hashing = !!hashing;
+    this._key = encryptionKey ? deriveKey(encryptionKey) : null; // a Promise of a CryptoKey
+    this._hashes = new Map();
+  }
+
+  get encrypted() {
+    return this._key !== null;
+  }
+
+  async encode(message, iv) {
+    let data = utf8.encode(JSON.stringify(message));
+    if (this.compression) data = await deflate(data);
+    if (this._key) data = await encrypt(await this._key, data, iv);
+    return data;
+  }
+
+  async decode(raw) {
+    let data = toBytes(raw);
+    if (data.length > MAX_MESSAGE_BYTES) throw fail(`message of ${data.length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
+    if (this._key) data = await decrypt(await this._key, data);
+    if (this.compression) data = await inflate(data);
+    let value;
+    try {
+      value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+    } catch (error) {
+      throw fail(`message is not UTF-8 JSON: ${error.message}`, error);
+    }
+    return parseMessage(value);
+  }
+
+  /** The namespace as sent to the driver: every part hashed when hashing is on (cached). */
+  async namespace(parts) {
+    if (!this.hashing) return [...parts];
+    const out = [];
+    for (const part of parts) {
+      if (!this._hashes.has(part)) this._hashes.set(part, await hashPart(part));
+      out.push(this._hashes.get(part));
+    }
+    return out;
+  }
+}

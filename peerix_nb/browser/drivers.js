@@ -1,0 +1,188 @@
+// Signaling drivers for the browser peer (PROTOCOL.md, "Namespaces and drivers").
+//
+// A driver moves opaque byte messages by namespace (a list of string parts): subscribe,
+// unsubscribe, dispatch. It has an `active` flag and emits "active", "inactive" and "error";
+// while inactive nothing is dispatched, and a joined peer announces itself again when its
+// driver becomes active. The kernel relay driver lives in browser_peer.js (it needs the comm).
+
+import { Emitter } from "./events.js";
+import { PeerixError, toBytes } from "./codec.js";
+
+export class Driver extends Emitter {
+  constructor() {
+    super();
+    this.active = false;
+  }
+
+  setActive(active) {
+    active = !!active;
+    if (active === this.active) return;
+    this.active = active;
+    const name = active ? "active" : "inactive";
+    this.emit(name, { name, state: name });
+  }
+
+  reportError(error) {
+    const wrapped = error instanceof PeerixError
+      ? error
+      : new PeerixError("PEER_SIGNALING_ERROR", String(error && error.message ? error.message : error), error);
+    this.emit("error", { name: "error", error: wrapped });
+  }
+
+  async subscribe(_namespace, _handler) { throw new Error("not implemented"); }
+  async unsubscribe(_namespace, _handler) { throw new Error("not implemented"); }
+  async dispatch(_namespace, _message) { throw new Error("not implemented"); }
+  close() {}
+}
+
+/** Handlers by key, shared by the drivers that deliver locally. */
+class Subscribers {
+  constructor() {
+    this.map = new Map();
+  }
+  add(key, handler) {
+    if (!this.map.has(key)) this.map.set(key, []);
+    this.map.get(key).push(handler);
+  }
+  remove(key, handler) {
+    const list = this.map.get(key);
+    if (!list) return;
+    const i = list.indexOf(handler);
+    if (i >= 0) list.splice(i, 1);
+    if (!list.length) this.map.delete(key);
+  }
+  deliver(key, bytes, onError) {
+    for (const handler of [...(this.map.get(key) || [])]) {
+      try {
+        handler(bytes);
+      } catch (error) {
+        onError(error);
+      }
+    }
+  }
+}
+
+/** Peers of one page; key = parts joined with ":". Delivery is asynchronous, like a network. */
+export class MemoryDriver extends Driver {
+  constructor() {
+    super();
+    this._subs = new Subscribers();
+    this.setActive(true);
+  }
+  async subscribe(namespace, handler) { this._subs.add(namespace.join(":"), handler); }
+  async unsubscribe(namespace, handler) { this._subs.remove(namespace.join(":"), handler); }
+  async dispatch(namespace, message) {
+    if (!this.active) return;
+    const key = namespace.join(":");
+    setTimeout(() => this._subs.deliver(key, message, (e) => this.reportError(e)), 0);
+  }
+}
+
+/**
+ * BroadcastChannel(name) signaling: pages and tabs of one browser (same origin) without any
+ * server. Posts `[parts.join(':'), bytes]`. A BroadcastChannel never delivers a message to
+ * the object that posted it, so subscribers of this same driver object get it locally.
+ */
+export class BroadcastChannelDriver extends Driver {
+  constructor(name = "peerix") {
+    super();
+    this.name = name;
+    this._subs = new Subscribers();
+    this._channel = new BroadcastChannel(name);
+    this._channel.onmessage = (event) => this._receive(event.data);
+    this._channel.onmessageerror = () => this.reportError("undecodable BroadcastChannel message");
+    this.setActive(true);
+  }
+
+  _receive(data) {
+    if (!Array.isArray(data) || data.length !== 2 || typeof data[0] !== "string") return; // not ours
+    let bytes;
+    try {
+      bytes = toBytes(data[1]);
+    } catch (error) {
+      this.reportError(error);
+      return;
+    }
+    this._subs.deliver(data[0], bytes, (e) => this.reportError(e));
+  }
+
+  async subscribe(namespace, handler) { this._subs.add(namespace.join(":"), handler); }
+  async unsubscribe(namespace, handler) { this._subs.remove(namespace.join(":"), handler); }
+
+  async dispatch(namespace, message) {
+    if (!this.active) return;
+    const key = namespace.join(":");
+    const bytes = toBytes(message);
+    this._channel.postMessage([key, bytes]);
+    setTimeout(() => this._subs.deliver(key, bytes, (e) => this.reportError(e)), 0);
+  }
+
+  close() {
+    this._channel.close();
+    this.setActive(false);
+  }
+}
+
+/**
+ * NATS over WebSocket: subject = [prefix, ...parts] with empty parts dropped, joined by ".".
+ * Inactive until connected; a lost connection is inactive, a reconnect active again.
+ */
+export class NatsDriver extends Driver {
+  constructor(connection, prefix = "peerix") {
+    super();
+    this.prefix = prefix;
+    this.nc = connection;
+    this._sids = new Map(); // subject + handler -> [sid]
+    const previous = connection.onStatus;
+    connection.onStatus = (status, detail) => {
+      if (status === "connected") this.setActive(true);
+      else if (status === "disconnected") this.setActive(false);
+      else if (status === "error") this.reportError(detail);
+      previous(status, detail);
+    };
+  }
+
+  subject(namespace) {
+    const tokens = [...(this.prefix ? this.prefix.split(".") : []), ...namespace.filter((p) => p !== "")];
+    for (const token of tokens) {
+      if (!token || /[.*>\s]/.test(token)) {
+        throw new PeerixError("PEER_SIGNALING_ERROR",
+          `namespace part ${JSON.stringify(token)} cannot be a NATS subject token (use signaling hashing)`);
+      }
+    }
+    return tokens.join(".");
+  }
+
+  async connect() {
+    await this.nc.connect();
+    this.setActive(this.nc.connected);
+  }
+
+  async subscribe(namespace, handler) {
+    const subject = this.subject(namespace);
+    const sid = this.nc.subscribe(subject, (payload) => handler(payload));
+    if (!this._sids.has(handler)) this._sids.set(handler, new Map());
+    const bySubject = this._sids.get(handler);
+    if (!bySubject.has(subject)) bySubject.set(subject, []);
+    bySubject.get(subject).push(sid);
+    // Wait until the server has the subscription: a JOIN sent right after must find us.
+    if (this.nc.connected) await this.nc.flush();
+  }
+
+  async unsubscribe(namespace, handler) {
+    const subject = this.subject(namespace);
+    const sids = this._sids.get(handler)?.get(subject);
+    if (sids && sids.length) this.nc.unsubscribe(sids.pop());
+  }
+
+  async dispatch(namespace, message) {
+    const subject = this.subject(namespace);
+    if (!this.active) return;
+    this.nc.publish(subject, toBytes(message));
+  }
+
+  close() {
+    this.nc.close();
+    this.setActive(false);
+  }
+}

@@ -1,0 +1,77 @@
+// A small event emitter with Peerix's group names: a handler on "connection" gets every
+// "connection:*" event, "*" gets everything (the Python side's Emitter does the same).
+
+export class Emitter {
+  constructor() {
+    this._handlers = new Map();
+  }
+
+  on(name, handler) {
+    if (!this._handlers.has(name)) this._handlers.set(name, []);
+    this._handlers.get(name).push({ handler, once: false });
+    return handler;
+  }
+
+  once(name, handler) {
+    if (!this._handlers.has(name)) this._handlers.set(name, []);
+    this._handlers.get(name).push({ handler, once: true });
+    return handler;
+  }
+
+  off(name, handler) {
+    if (!handler) {
+      this._handlers.delete(name);
+      return;
+    }
+    const entries = this._handlers.get(name);
+    if (!entries) return;
+    const left = entries.filter((e) => e.handler !== handler);
+    if (left.length) this._handlers.set(name, left);
+    else this._handlers.delete(name);
+  }
+
+  emit(name, event) {
+    const group = name.split(":")[0];
+    const keys = group === name ? ["*", name] : ["*", name, group];
+    for (const key of keys) {
+      const entries = this._handlers.get(key);
+      if (!entries) continue;
+      if (entries.some((e) => e.once)) {
+        const left = entries.filter((e) => !e.once);
+        if (left.length) this._handlers.set(key, left);
+        else this._handlers.delete(key);
+      }
+      for (const { handler } of [...entries]) {
+        try {
+          const result = handler(event);
+          if (result && typeof result.catch === "function") {
+            result.catch((error) => console.error(`peerix: handler for ${name} failed`, error));
+          }
+        } catch (error) {
+          // A user's handler must never break the library.
+          console.error(`peerix: handler for ${name} failed`, error);
+        }
+      }
+    }
+  }
+
+  /** Resolve with the next `name` event for which `where(event)` is true. */
+  waitFor(name, where = null, timeoutMs = null) {
+    return new Promise((resolve, reject) => {
+      let timer = null;
+      const check = (event) => {
+        if (where && !where(event)) return;
+        this.off(name, check);
+        if (timer) clearTimeout(timer);
+        resolve(event);
+      };
+      this.on(name, check);
+      if (timeoutMs != null) {
+        timer = setTimeout(() => {
+          this.off(name, check);
+          reject(new Error(`no ${name} event within ${timeoutMs} ms`));
+        }, timeoutMs);
+      }
+    });
+  }
+}

@@ -1,0 +1,59 @@
+"""Helpers for running the teaching notebooks (notebooks/*.ipynb) in the session's JupyterLab."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from tests.browser.conftest import Lab
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def open_notebook(lab: Lab, name: str) -> None:
+    """Copy notebooks/`name` into the server's root and open it in JupyterLab."""
+    shutil.copy(NOTEBOOKS / name, lab.server.root / name)
+    lab.open(name)
+
+
+def code_cells(lab: Lab) -> list[int]:
+    """Indices of the code cells of the open notebook."""
+    return lab.page.evaluate(
+        """() => window.jupyterapp.shell.currentWidget.content.widgets
+            .map((c, i) => c.model.type === 'code' ? i : -1).filter(i => i >= 0)"""
+    )
+
+
+def cell_with(lab: Lab, source: str) -> int:
+    """Index of the first cell whose source contains `source`."""
+    index = lab.page.evaluate(
+        """(text) => window.jupyterapp.shell.currentWidget.content.widgets
+            .findIndex(c => c.model.sharedModel.getSource().includes(text))""",
+        source,
+    )
+    assert index >= 0, f"no cell contains {source!r}"
+    return index
+
+
+def run_all_but_last(lab: Lab, timeout: float = 90) -> int:
+    """Run every cell above the last code cell (the clean-up) as "Run All Above" does, wait
+    for them, and return the index of that last cell."""
+    cells = code_cells(lab)
+    last = cells[-1]
+    lab.page.evaluate(
+        """(i) => {
+            const nb = window.jupyterapp.shell.currentWidget.content;
+            nb.activeCellIndex = i;
+            void window.jupyterapp.commands.execute('notebook:run-all-above');
+        }""",
+        last,
+    )
+    lab.wait_cells_done(cells[:-1], timeout=timeout)
+    return last
+
+
+def output_of(lab: Lab, source: str) -> Any:
+    """The output area (a Playwright Locator) of the cell whose source contains `source`."""
+    cell = lab.page.locator(".jp-Notebook .jp-Cell").nth(cell_with(lab, source))
+    return cell.locator(".jp-OutputArea")

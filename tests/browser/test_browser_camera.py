@@ -1,0 +1,97 @@
+"""notebooks/05-browser-camera.ipynb in JupyterLab, with Chromium's fake camera.
+
+The cells tagged `skip-execution` (skipped by tests/test_notebooks.py) run here: ipywebrtc's
+CameraStream opens Chromium's fake camera (`--use-fake-device-for-media-stream`, a 640x480 test
+pattern; `--use-fake-ui-for-media-stream` grants the permission), `camera_stream()` pulls its
+frames into the kernel, ada publishes them, and bob reads them as numpy arrays.
+
+Chromium is launched here with those two flags (the session's `chromium` fixture has none), so
+this module has its own browser; the JupyterLab server is the session's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Lab
+from tests.browser.lab_notebooks import cell_with, open_notebook, output_of, run_all_but_last
+
+pytestmark = pytest.mark.browser
+
+NOTEBOOK = "05-browser-camera.ipynb"
+FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+
+
+@pytest.fixture(scope="module")
+def camera_browser(lab_server: Any) -> Iterator[Any]:
+    """Headless Chromium with a fake camera, for this module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=[*CHROMIUM_ARGS, *(flag for flag in FAKE_CAMERA if flag not in CHROMIUM_ARGS)],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def camera_lab(
+    request: pytest.FixtureRequest, camera_browser: Any, lab_server: Any
+) -> Iterator[Lab]:
+    context = camera_browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    helper = Lab(page, lab_server, request.node.name)
+    try:
+        yield helper
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        if report is not None and report.failed:
+            helper.screenshot(page, "failure")
+        helper.save_console()
+        context.close()
+        lab_server.shutdown_kernels()
+
+
+@pytest.mark.timeout(180)
+def test_browser_camera_frames_reach_the_second_peer(camera_lab: Lab) -> None:
+    lab = camera_lab
+    page = lab.page
+    open_notebook(lab, NOTEBOOK)
+    last = run_all_but_last(lab, timeout=120)
+
+    # The camera cell shows the fake camera, playing.
+    video = output_of(lab, "CameraStream(").locator("video")
+    video.wait_for()
+    page.wait_for_function("(v) => v.videoWidth > 0 && !v.paused", arg=video.element_handle())
+    assert video.evaluate("v => [v.videoWidth, v.videoHeight]") == [640, 480]
+
+    # The fallback did not kick in: the camera stream was published...
+    assert "publishing the camera stream" in lab.output_text(cell_with(lab, "not in globals()"))
+    # ...and bob read camera frames (no synthetic stamp) as numpy arrays.
+    printed = lab.output_text(cell_with(lab, "async with frames("))
+    assert "bob received 10 frames of (480, 640, 3), 0 stamped" in printed, printed
+    assert "frames came from the camera" in printed, printed
+
+    # bob's VideoView shows the camera, live: its picture changes (the fake camera's clock).
+    view = output_of(lab, "VideoView(added").locator(".peerix-video")
+    page.wait_for_selector(".peerix-video.has-frame")
+    frames = int(view.get_attribute("data-frames"))
+    first = lab.screenshot(view, "received-1")
+    page.wait_for_function(
+        f"() => +document.querySelector('.peerix-video').dataset.frames >= {frames + 5}"
+    )
+    second = lab.screenshot(view, "received-2")
+    assert first != second, "bob's video did not change between two screenshots"
+    lab.screenshot(output_of(lab, "CameraStream("), "camera")
+
+    # Clean up: the stream stops, so does bob's view.
+    lab.run_cell(last, timeout=30)
+    page.wait_for_selector(".peerix-video[data-status='ended']")

@@ -1,0 +1,152 @@
+"""Every notebook in notebooks/ runs top to bottom on a fresh kernel, as a reader's would.
+
+nbclient executes each one in the notebook's folder with the `python3` kernel of this
+interpreter. Cells tagged `skip-execution` (those needing a browser: the camera) are skipped;
+tests/browser/test_notebooks_lab.py runs those in JupyterLab. `PEERIX_NATS_URL` is removed
+from the kernel's environment, so notebook 03 starts (and stops) its own NATS server; one test
+runs 03 again against a server given in that variable, as `make lab` and Binder do.
+
+The notebooks are committed without outputs (their numbers and ids change on every run); a
+test checks that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+#: One cell may take this long (a kernel start, the lossy-driver experiment of 04).
+CELL_TIMEOUT = 60
+#: A whole notebook (kernel start included) on 2 shared cores; they take 5-20 s here.
+NOTEBOOK_TIMEOUT = 150
+SKIP_TAG = "skip-execution"
+
+
+def execute(name: str, env: dict[str, str] | None = None) -> tuple[Any, float]:
+    """Run notebook `name` on a fresh kernel; returns the executed notebook and its duration."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    kernel_env = {k: v for k, v in os.environ.items() if not k.startswith("PEERIX_NATS")}
+    kernel_env.update(env or {})
+    kernel_env["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+        skip_cells_with_tag=SKIP_TAG,
+    )
+    start = time.monotonic()
+    client.execute(env=kernel_env)
+    return notebook, time.monotonic() - start
+
+
+def text(cell: Any) -> str:
+    """What a code cell printed or showed as text."""
+    parts = []
+    for output in cell.get("outputs", []):
+        if output.get("output_type") == "stream":
+            parts.append(output.get("text", ""))
+        elif "text/plain" in output.get("data", {}):
+            parts.append(output["data"]["text/plain"])
+    return "".join(parts)
+
+
+def all_text(notebook: Any) -> str:
+    return "\n".join(text(cell) for cell in notebook.cells if cell.cell_type == "code")
+
+
+def images(notebook: Any) -> int:
+    """How many images (plots) the notebook drew."""
+    return sum(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )
+
+
+def test_every_notebook_is_listed() -> None:
+    assert NAMES == [
+        "01-quickstart.ipynb",
+        "02-media.ipynb",
+        "03-across-notebooks.ipynb",
+        "04-where-the-time-goes.ipynb",
+        "05-browser-camera.ipynb",
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_committed_without_outputs(name: str) -> None:
+    notebook = json.loads((NOTEBOOKS / name).read_text())
+    for cell in notebook["cells"]:
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [] and cell["execution_count"] is None, (
+                f"{name}: strip outputs before committing (cell {cell['id']})"
+            )
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
+@pytest.mark.parametrize("name", NAMES)
+def test_notebook_runs_top_to_bottom(name: str) -> None:
+    notebook, seconds = execute(name)
+    print(f"{name}: {seconds:.1f} s")
+    output = all_text(notebook)
+    # nbclient raises on the first error; these check that each notebook did its job.
+    if name == "01-quickstart.ipynb":
+        assert "ada: connection:connected" in output
+        assert "ada got 'hi ada, bob here' from bob on 'chat'" in output
+        assert "signal:send" in output  # the event DataFrame
+    elif name == "02-media.ipynb":
+        assert "bob: stream:add 'camera' from ada" in output
+        assert "bob: stream:remove 'camera' from ada" in output
+        assert images(notebook) == 1  # brightness over time
+    elif name == "03-across-notebooks.ipynb":
+        assert "terminal says 'terminal got: hello from the notebook'" in output
+        assert "terminal: left" in output  # the second process left on "bye"
+    elif name == "04-where-the-time-goes.ipynb":
+        assert "30 attempts" in output  # six peers
+        assert "connected after" in output  # the lossy driver
+        assert images(notebook) == 6  # timelines, sequences, mesh growth, stats
+    elif name == "05-browser-camera.ipynb":
+        skipped = [c for c in notebook.cells if SKIP_TAG in c.metadata.get("tags", [])]
+        assert len(skipped) == 2 and all(not c.get("outputs") for c in skipped)
+        assert "publishing the synthetic stream" in output
+        assert "bob received 10 frames of (480, 640, 3), 10 stamped" in output
+    assert seconds < NOTEBOOK_TIMEOUT
+
+
+@pytest.mark.timeout(NOTEBOOK_TIMEOUT)
+def test_across_notebooks_reuses_the_server_in_peerix_nats_url(nats_server: Any) -> None:
+    """With PEERIX_NATS_URL set (make lab, Binder), notebook 03 starts no server of its own."""
+    notebook, _ = execute(
+        "03-across-notebooks.ipynb",
+        {"PEERIX_NATS_URL": nats_server.url, "PEERIX_NATS_WS_URL": nats_server.websocket_url},
+    )
+    output = all_text(notebook)
+    assert f"NATS: {nats_server.url}" in output
+    assert "terminal got: hello from the notebook" in output
+    assert nats_server.running  # the notebook did not stop a server it did not start
+
+
+def test_second_peer_script_help() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, str(NOTEBOOKS / "second_peer.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "--url" in result.stdout and "--room" in result.stdout
