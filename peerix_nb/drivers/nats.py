@@ -349,7 +349,7 @@ class NatsDriver(Driver):
         if nc.is_connected:
             # A PING round trip: messages others publish from now on reach this handler. On a
             # starved machine the round trip can take seconds: wait for it, not 2 s.
-            await self._flush(nc, timeout=SUBSCRIBE_FLUSH_TIMEOUT)
+            await self._flush(nc, timeout=SUBSCRIBE_FLUSH_TIMEOUT, what=f"subscription {subject!r}")
 
     async def unsubscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
         key = (self.subject(namespace), handler)
@@ -409,11 +409,14 @@ class NatsDriver(Driver):
             self._closing = None
             self.set_active(False)
 
-    async def _flush(self, nc: Client, timeout: float = 2.0) -> None:
+    async def _flush(self, nc: Client, timeout: float = 2.0, what: str = "close") -> None:
         try:
             await nc.flush(timeout=timeout)
         except Exception as error:
-            logger.debug("NATS flush on close: %r", error)
+            # On subscribe this matters: messages published before the server has the
+            # subscription are not delivered (a peer may miss a JOIN until it is repeated).
+            log = logger.warning if what != "close" else logger.debug
+            log("NATS did not confirm the %s within %s s: %r", what, timeout, error)
 
     def subscriber_count(self) -> int:
         """How many (namespace, handler) subscriptions exist; handy to check for leaks."""
