@@ -23,6 +23,7 @@ from .events import Event
 
 if TYPE_CHECKING:
     import matplotlib.axes
+    import matplotlib.figure
     import pandas as pd
 
 COLUMNS = (
@@ -187,7 +188,7 @@ class EventLog:
         rows = ((r[0], r[1], r[3], r[4], r[5], r[7], r[9], r[10]) for r in self._rows)
         return _timing_frame(_attempts(self.peer, rows), starts)
 
-    def plot_timeline(self, ax: matplotlib.axes.Axes | None = None) -> matplotlib.axes.Axes:
+    def plot_timeline(self, ax: matplotlib.axes.Axes | None = None) -> matplotlib.figure.Figure:
         """A Gantt chart of `timing()`: see `peerix_nb.plot.timeline`."""
         from .plot import timeline
 

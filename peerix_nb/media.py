@@ -53,6 +53,7 @@ __all__ = [
     "frames",
     "from_file",
     "from_frames",
+    "from_widget",
     "read_stamp",
     "relayed",
     "synthetic",
@@ -542,6 +543,16 @@ class FrameSourceTrack(MediaStreamTrack):
         frame.time_base = VIDEO_TIME_BASE
         self.frames_sent += 1
         return frame
+
+
+def from_widget(widget: Any, fps: float = 10, **options: Any) -> MediaStream:
+    """A one-video-track stream of an ipywebrtc stream widget (CameraStream, VideoStream,
+    WidgetStream, ...): the page captures frames and the kernel pulls them over the widget comm,
+    one at a time (`peerix_nb.widgets.camera`). Works wherever the notebook is open in a browser
+    (Binder included); `options` go to `widgets.camera_stream` (format, quality)."""
+    from .widgets.camera import camera_stream
+
+    return camera_stream(widget, fps, **options)
 
 
 def from_frames(source: FrameSource, fps: float = 30) -> MediaStream:

@@ -1,7 +1,8 @@
 """Pictures of a connection: where the milliseconds went, who said what to whom, stats over time.
 
 matplotlib is imported only when a function runs (it is not a dependency of the engine). Every
-function takes an optional `ax` to draw into and returns the Axes it drew on:
+function takes an optional `ax` to draw into and returns the Figure it drew on (in Jupyter, a
+returned figure renders inline, once):
 
 - `timeline(log)`: a Gantt chart of `timing()`, one row per remote connection attempt;
 - `sequence(*logs)`: a signaling sequence diagram between peers, from their merged logs;
@@ -16,9 +17,11 @@ from .log import merge, timing
 
 if TYPE_CHECKING:
     import matplotlib.axes
+    import matplotlib.figure
     import pandas as pd
 
     Axes = matplotlib.axes.Axes
+    Figure = matplotlib.figure.Figure
 
 #: Phases drawn as bars by `timeline` (the others are sums of these or markers).
 BAR_PHASES = ("discovery", "gathering", "signaling", "ice", "dtls", "sctp")
@@ -52,12 +55,19 @@ MATCH_SLACK = 0.25
 
 
 def _axes(ax: Axes | None, width: float, height: float) -> Axes:
+    """`ax`, or the axes of a new figure that the caller gets back.
+
+    The figure is made by pyplot (in IPython that also sets up inline display of figures) and
+    then dropped from pyplot's list, so that Jupyter shows it once, as the returned value,
+    and not a second time when the cell ends.
+    """
     if ax is not None:
         return ax
     import matplotlib.pyplot as plt
 
-    _fig, new = plt.subplots(figsize=(width, height), layout="constrained")
-    return new
+    figure = plt.figure(figsize=(width, height), layout="constrained")
+    plt.close(figure)
+    return figure.add_subplot()
 
 
 def _short(peer_id: Any) -> str:
@@ -77,7 +87,7 @@ def _objects(column: pd.Series) -> list[Any]:
 # -- timeline ---------------------------------------------------------------------------------
 
 
-def timeline(source: Any, ax: Axes | None = None) -> Axes:
+def timeline(source: Any, ax: Axes | None = None) -> Figure:
     """A Gantt chart of connection attempts: one row per (peer, remote, attempt), one bar per
     phase (discovery, gathering, signaling, ice, dtls, sctp) on its own lane, and markers where
     the attempt connected, its first channel opened and its first frame arrived.
@@ -98,7 +108,7 @@ def timeline(source: Any, ax: Axes | None = None) -> Axes:
     if frame.empty:
         ax.text(0.5, 0.5, "no connection attempts", ha="center", va="center")
         ax.set_axis_off()
-        return ax
+        return ax.figure
     lane = 0.8 / len(BAR_PHASES)
     several_peers = frame["peer"].nunique() > 1
     for j, phase in enumerate(BAR_PHASES):
@@ -145,13 +155,13 @@ def timeline(source: Any, ax: Axes | None = None) -> Axes:
     ax.set_title("Where the time goes")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    return ax
+    return ax.figure
 
 
 # -- sequence ---------------------------------------------------------------------------------
 
 
-def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str = "time") -> Axes:
+def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str = "time") -> Figure:
     """A signaling sequence diagram: one lifeline per peer, an arrow per message received.
 
     `sources` are EventLogs, Peers, event frames or saved log files of the peers to show (see
@@ -175,7 +185,7 @@ def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str =
     if rows.empty:
         ax.text(0.5, 0.5, "no signaling messages", ha="center", va="center")
         ax.set_axis_off()
-        return ax
+        return ax.figure
     origin = rows["time"].min()
     ms = ((rows["time"] - origin).dt.total_seconds() * 1000).tolist()
     records = zip(
@@ -234,7 +244,7 @@ def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str =
         lost,
         "message, in send order" if by == "order" else "ms (wall clock)",
     )
-    return ax
+    return ax.figure
 
 
 def _draw_sequence(
@@ -317,7 +327,7 @@ def _draw_sequence(
 
 def stats(
     source: Any, metric: str = "bitrate", ax: Axes | None = None, kind: str | None = None
-) -> Axes:
+) -> Figure:
     """`metric` (a StatsSampler column: bitrate, rtt, jitter, bytes_sent, frames_decoded, ...)
     over `t`, one line per remote and kind (`transport`, `audio`, `video`; or only `kind`).
 
@@ -352,7 +362,7 @@ def stats(
     ax.grid(alpha=0.3)
     if ax.get_lines():
         ax.legend(loc="best", fontsize="small")
-    return ax
+    return ax.figure
 
 
 __all__ = ["sequence", "stats", "timeline"]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import matplotlib.axes
+    import matplotlib.figure
     import pandas as pd
 
     from .events import Event
@@ -284,7 +285,7 @@ class StatsSampler:
 
     def plot(
         self, metric: str = "bitrate", ax: matplotlib.axes.Axes | None = None
-    ) -> matplotlib.axes.Axes:
+    ) -> matplotlib.figure.Figure:
         """`metric` over time per remote: see `peerix_nb.plot.stats`."""
         from .plot import stats
 

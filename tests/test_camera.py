@@ -23,8 +23,9 @@ pytest.importorskip("ipywebrtc")
 
 import ipywebrtc
 
+from peerix_nb import media
 from peerix_nb.media import MediaStreamError, frames
-from peerix_nb.widgets import CameraFrames, camera_stream
+from peerix_nb.widgets import CameraFrames
 from peerix_nb.widgets.camera import decode_image
 from tests.util import leave_all, room
 
@@ -132,8 +133,10 @@ def test_decode_image_jpeg_png_and_errors() -> None:
 
 
 def test_camera_frames_checks_its_arguments() -> None:
-    with pytest.raises(TypeError, match="ipywebrtc CameraStream"):
+    with pytest.raises(TypeError, match="ipywebrtc stream widget"):
         CameraFrames(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="ipywebrtc stream widget"):
+        media.from_widget("not a widget")
     with pytest.raises(ValueError, match="format"):
         CameraFrames(camera(), format="gif")
     with pytest.raises(ValueError, match="quality"):
@@ -181,7 +184,7 @@ async def test_camera_frames_reach_another_peer_as_numpy_arrays() -> None:
     alice, bob = await room(2)
     try:
         page = FakePage()
-        stream = camera_stream(camera(), fps=15)
+        stream = media.from_widget(camera(), fps=15)  # the media-level name of camera_stream
         (track,) = stream.video_tracks
         (source,) = [w for w in _instances.values() if isinstance(w, CameraFrames) and not w.closed]
         page.serve(source)

@@ -72,15 +72,15 @@ async def test_two_peers_timing_has_every_phase_and_plots():
         timing(merged), pd.concat([rows["a"], rows["b"]], ignore_index=True)
     )
 
-    ax = plot.timeline(merged)
+    ax = plot.timeline(merged).axes[0]
     assert bars(ax) == dict.fromkeys(
         ("discovery", "gathering", "signaling", "ice", "dtls", "sctp"), 2
     )
     assert [t.get_text() for t in ax.get_yticklabels()] == ["a → b #1", "b → a #1"]
     assert {line.get_label() for line in ax.get_lines()} == {"connected", "first channel open"}
-    assert a.events.plot_timeline().get_yticklabels()[0].get_text() == "b #1"
+    assert a.events.plot_timeline().axes[0].get_yticklabels()[0].get_text() == "b #1"
 
-    ax = plot.sequence(a, b)
+    ax = plot.sequence(a, b).axes[0]
     arrows = [p for p in ax.patches if p.get_gid() == "signal"]
     received = merged[merged.event == "signal:recv"]
     assert len(arrows) == len(received) >= 4  # every message received is matched with its send
@@ -115,11 +115,11 @@ async def test_failed_attempt_has_missing_phases_then_a_successful_attempt():
     first_a = a.events.timing().iloc[0]
     assert pd.isna(first_a.signaling) and first_a.role == "offerer"  # its answer never came
 
-    ax = plot.sequence(a, b, by="order")
+    ax = plot.sequence(a, b, by="order").axes[0]
     lost = [p for p in ax.patches if p.get_gid() == "lost"]
     assert len(lost) == 1
     assert "ANSWER lost" in [t.get_text() for t in ax.texts]
-    ax = plot.timeline(a.events)
+    ax = plot.timeline(a.events).axes[0]
     drawn = sum(bars(ax).values())
     expected = a.events.timing()[["discovery", "gathering", "signaling", "ice", "dtls", "sctp"]]
     assert drawn == int(expected.notna().sum().sum())
@@ -217,7 +217,7 @@ async def test_stats_over_a_data_channel_connection_and_stop_on_leave():
     assert pd.isna(frame.bitrate.iloc[0])  # no delta on the first sample
     assert not sampler.errors
 
-    ax = plot.stats(sampler, metric="rtt")
+    ax = plot.stats(sampler, metric="rtt").axes[0]
     assert [line.get_label() for line in ax.get_lines()] == ["b transport"]
     assert ax.get_ylabel() == "rtt (ms)"
     with pytest.raises(ValueError, match="unknown metric"):
@@ -262,7 +262,7 @@ async def test_stats_over_media_and_aclose():
     assert (got.packets_lost.dropna() >= 0).all() and (got.jitter.dropna() >= 0).all()
     transport = receiver.latest().set_index("kind").loc["transport"]
     assert transport.bitrate_received > 0 and transport.rtt > 0
-    ax = plot.stats(sender)  # bitrate of the transport and of the video stream
+    ax = plot.stats(sender).axes[0]  # bitrate of the transport and of the video stream
     assert sorted(line.get_label() for line in ax.get_lines()) == ["b transport", "b video"]
     timeline = b.events.timing()
     assert timeline.first_frame.iloc[0] > timeline.first_channel.fillna(0).iloc[0] >= 0
@@ -329,3 +329,55 @@ def test_attempt_rules_on_a_scripted_log():
     assert pd.isna(second.discovery) and second.signaling == pytest.approx(600)
     assert (second.role, second.outcome, second.reason) == ("answerer", "failed", "boom")
     assert pd.isna(second.total) and pd.isna(second.ice)
+
+
+BAR_PHASES = ["discovery", "gathering", "signaling", "ice", "dtls", "sctp"]
+
+
+async def four_peer_timing(delay: float) -> pd.DataFrame:
+    """timing() of every peer of a room of 4 over MemoryDriver(delay, jitter=0), merged."""
+    from peerix_nb import MemoryDriver
+
+    peers = await room(4, driver=MemoryDriver(delay, jitter=0), channels=["chat"])
+    frame = timing(merge(*peers))
+    await leave_all(peers)
+    return frame
+
+
+async def test_four_peer_phases_are_present_and_add_up_and_a_driver_delay_shows_where_it_should():
+    quick, slow = await four_peer_timing(0), await four_peer_timing(100)
+    for frame in (quick, slow):
+        assert len(frame) == 12  # 4 peers x 3 remotes, one attempt each
+        assert (frame["outcome"] == "connected").all()
+        values = frame[[*BAR_PHASES, "total"]]
+        assert not values.isna().any().any()
+        assert (values >= 0).all().all()
+        # The offerer's phases up to `connected` follow one another (JOIN received, gather,
+        # offer out and answer back, ICE checks, DTLS), so together they are no more than its
+        # total. (An answerer starts checking ICE while its answer is still on the way, so its
+        # phases may overlap: each is still within the total. `sctp` comes after `connected`.)
+        offerer = frame[frame["role"] == "offerer"]
+        chain = offerer[["discovery", "gathering", "signaling", "ice", "dtls"]].sum(axis=1)
+        assert (chain <= offerer["total"] + 2.0).all(), offerer
+        assert (chain > 0.5 * offerer["total"]).all()  # and they explain most of it
+        assert (frame[BAR_PHASES[:-1]].max(axis=1) <= frame["total"]).all()
+    # A 100 ms one-way driver delay: the offerer's answer comes back after 2 hops (signaling),
+    # the newcomer's attempt starts a hop after its JOIN went out (discovery); DTLS does not
+    # use the driver at all.
+    offerers = slow["role"] == "offerer"
+    answerers = slow["role"] == "answerer"
+    assert slow.loc[offerers, "signaling"].min() >= 190
+    assert slow.loc[answerers, "discovery"].min() >= 190  # JOIN out, OFFER back
+    assert quick["signaling"].max() < 100 and quick["discovery"].max() < 100
+    assert abs(slow["dtls"].median() - quick["dtls"].median()) < 50
+
+
+def test_memory_driver_jitter_is_validated():
+    from peerix_nb import MemoryDriver
+
+    with pytest.raises(ValueError, match="jitter"):
+        MemoryDriver(10, jitter=-1)
+    driver = MemoryDriver(100, jitter=20, seed=1)
+    waits = [driver._wait() for _ in range(200)]
+    assert min(waits) >= 0.08 and max(waits) <= 0.12
+    assert MemoryDriver(0, jitter=0)._wait() == 0.0

@@ -13,14 +13,16 @@ class MemoryDriver(Driver):
     """Delivers messages between peers of one process (PROTOCOL.md: key = parts joined with ':').
 
     `delay` is in milliseconds, as in Peerix: each delivery waits a random 75-125 % of it, so
-    a delay also reorders messages. `loss` and `duplicate` are probabilities per delivery,
-    drawn from a generator seeded with `seed`, to study how a room copes with a bad network.
+    a delay also reorders messages. With `jitter` (ms) each delivery waits `delay` plus or minus
+    up to `jitter` instead (uniform, never below 0). `loss` and `duplicate` are probabilities per
+    delivery. All draws come from a generator seeded with `seed`, so an experiment repeats.
     """
 
     def __init__(
         self,
         delay: float = 0,
         *,
+        jitter: float | None = None,
         loss: float = 0.0,
         duplicate: float = 0.0,
         seed: int | None = None,
@@ -33,7 +35,10 @@ class MemoryDriver(Driver):
                 )
         if delay < 0:
             raise ValueError(f"MemoryDriver delay must be >= 0 ms, got {delay}")
+        if jitter is not None and jitter < 0:
+            raise ValueError(f"MemoryDriver jitter must be >= 0 ms, got {jitter}")
         self.delay = float(delay)
+        self.jitter = None if jitter is None else float(jitter)
         self.loss = float(loss)
         self.duplicate = float(duplicate)
         self._random = random.Random(seed)
@@ -66,11 +71,19 @@ class MemoryDriver(Driver):
             elif self.duplicate and self._random.random() < self.duplicate:
                 copies = 2
             for _ in range(copies):
-                if self.delay:
-                    wait = self.delay * self._random.uniform(0.75, 1.25) / 1000.0
+                wait = self._wait()
+                if wait:
                     loop.call_later(wait, self._deliver, handler, message)
                 else:
                     loop.call_soon(self._deliver, handler, message)
+
+    def _wait(self) -> float:
+        """Seconds one delivery waits."""
+        if self.jitter is not None:
+            return max(0.0, self.delay + self._random.uniform(-self.jitter, self.jitter)) / 1000.0
+        if self.delay:
+            return self.delay * self._random.uniform(0.75, 1.25) / 1000.0
+        return 0.0
 
     def _deliver(self, handler: MessageHandler, message: bytes) -> None:
         try:

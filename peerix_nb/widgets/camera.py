@@ -63,8 +63,8 @@ def decode_image(data: bytes, format: str = "jpeg") -> np.ndarray:
 def _check_camera(camera: Any) -> None:
     if not isinstance(camera, ipywidgets.Widget) or camera._model_module != "jupyter-webrtc":
         raise TypeError(
-            "camera must be an ipywebrtc CameraStream (pip install ipywebrtc), "
-            f"got {type(camera).__name__}"
+            "expected an ipywebrtc stream widget (CameraStream, VideoStream, WidgetStream, ...; "
+            f"pip install ipywebrtc), got {type(camera).__name__}"
         )
 
 
