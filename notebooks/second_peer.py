@@ -46,7 +46,7 @@ async def run(url: str, room: str, name: str, timeout: float | None) -> None:
     print(f"{name}: joined room {room!r} at {url}", flush=True)
     try:
         await asyncio.wait_for(bye.wait(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         print(f"{name}: no 'bye' within {timeout} s", flush=True)
     finally:
         await peer.leave()

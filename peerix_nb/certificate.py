@@ -45,7 +45,7 @@ class PeerCertificate(RTCCertificate):
 
     @property
     def stale(self) -> bool:
-        return self.expires - datetime.datetime.now(datetime.timezone.utc) < RENEW_BEFORE
+        return self.expires - datetime.datetime.now(datetime.UTC) < RENEW_BEFORE
 
 
 _certificates: weakref.WeakKeyDictionary[Any, PeerCertificate] = weakref.WeakKeyDictionary()

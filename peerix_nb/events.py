@@ -239,9 +239,33 @@ class Emitter:
         self.on(name, check)
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise asyncio.TimeoutError(
+        except TimeoutError:
+            raise TimeoutError(
                 f"no {name!r} event{' matching the condition' if where else ''} within {timeout} s"
             ) from None
         finally:
             self.off(name, check)
+
+
+class Observable:
+    """`on`/`once`/`off`/`wait_for` for an object whose events come from `self._emitter`."""
+
+    _emitter: Emitter
+
+    def on(self, name: str, handler: Handler | None = None) -> Any:
+        """Call `handler(event)` for `name` (`connection`, `channel:message`, ...); also a decorator."""
+        return self._emitter.on(name, handler)
+
+    def once(self, name: str, handler: Handler | None = None) -> Any:
+        """Like `on`, for the next matching event only."""
+        return self._emitter.once(name, handler)
+
+    def off(self, name: str, handler: Handler | None = None) -> None:
+        """Remove a handler (or all handlers of `name`)."""
+        self._emitter.off(name, handler)
+
+    async def wait_for(
+        self, name: str, where: Callable[[Event], bool] | None = None, timeout: float | None = None
+    ) -> Event:
+        """Wait for the next event `name` for which `where(event)` is true."""
+        return await self._emitter.wait_for(name, where, timeout)

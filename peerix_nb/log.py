@@ -569,7 +569,7 @@ def _text(value: Any) -> str | None:
 def _iso(ns: int) -> str:
     """UTC ISO 8601 with all nine fraction digits (datetime alone stops at microseconds)."""
     seconds, fraction = divmod(ns, 1_000_000_000)
-    stamp = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    stamp = dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{fraction:09d}Z"
 
 

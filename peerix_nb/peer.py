@@ -21,7 +21,7 @@ from .channels import ChannelOptions, check_message
 from .drivers.base import Driver
 from .drivers.memory import MemoryDriver
 from .errors import ErrorCode, PeerixError
-from .events import Emitter, Event, TaskOwner
+from .events import Emitter, Event, Observable, TaskOwner
 from .home import HomeLoop
 from .log import EventLog
 from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration
@@ -82,7 +82,7 @@ class PeerInfo:
 Verify = Callable[[PeerInfo], "bool | Awaitable[bool]"]
 
 
-class Peer:
+class Peer(Observable):
     """A peer of a Peerix room.
 
     `Peer(id=None, driver=None, ice_servers=None, ice_transport_policy="all",
@@ -160,24 +160,6 @@ class Peer:
         return f"<Peer {self.id} {where} connections={len(self.connections)}>"
 
     # -- events -----------------------------------------------------------------------------
-    def on(self, name: str, handler: Callable[[Event], Any] | None = None) -> Any:
-        """Call `handler(event)` for `name` (`connection`, `channel:message`, ...); also a decorator."""
-        return self._emitter.on(name, handler)
-
-    def once(self, name: str, handler: Callable[[Event], Any] | None = None) -> Any:
-        """Like `on`, for the next matching event only."""
-        return self._emitter.once(name, handler)
-
-    def off(self, name: str, handler: Callable[[Event], Any] | None = None) -> None:
-        """Remove a handler (or all handlers of `name`)."""
-        self._emitter.off(name, handler)
-
-    async def wait_for(
-        self, name: str, where: Callable[[Event], bool] | None = None, timeout: float | None = None
-    ) -> Event:
-        """Wait for the next event `name` for which `where(event)` is true."""
-        return await self._emitter.wait_for(name, where, timeout)
-
     def _emit(self, event: Event) -> None:
         event.id = self.id
         self._emitter.emit(event)

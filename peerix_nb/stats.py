@@ -173,8 +173,8 @@ class StatsSampler:
         self._waiters.append((n, future))
         try:
             return await asyncio.wait_for(future, timeout)
-        except asyncio.TimeoutError:
-            raise asyncio.TimeoutError(
+        except TimeoutError:
+            raise TimeoutError(
                 f"{self._samples} of {n} samples after {timeout} s (interval {self.interval} s)"
             ) from None
         finally:

@@ -122,7 +122,7 @@ class PeerProc:
 
         try:
             return await asyncio.wait_for(until(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise PeerProcError(
                 f"{self.id}: no {name} {fields} within {timeout} s:\n{self.tail()}"
             ) from None
@@ -154,7 +154,7 @@ class PeerProc:
 
         try:
             return await asyncio.wait_for(until(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise PeerProcError(
                 f"{self.id}: no reply to {cmd} within {timeout} s:\n{self.tail()}"
             ) from None
@@ -180,7 +180,7 @@ class PeerProc:
                 self.process.stdin.close()
             try:
                 await asyncio.wait_for(self.process.wait(), grace)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 self.kill()
                 await self.process.wait()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -161,7 +161,7 @@ async def test_unsubscribe_removes_exactly_that_handler(
         try:
             assert await marker.get(timeout=1) == b"after m2"
             break
-        except asyncio.TimeoutError:
+        except TimeoutError:
             continue
     else:
         raise AssertionError("no marker arrived in 10 tries")

@@ -30,7 +30,7 @@ async def wait_until(
         peer.on("*", on_event)
     try:
         await asyncio.wait_for(done, timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise AssertionError(f"condition not met within {timeout} s") from None
     finally:
         for peer in peers:

@@ -33,7 +33,7 @@ import traitlets
 
 from ..drivers.base import Driver
 from ..errors import PeerixError
-from ..events import Emitter, Event, TaskOwner
+from ..events import Emitter, Event, Observable, TaskOwner
 from ..home import HomeLoop, on_home
 from ..log import EventLog
 from ..signaling import MAX_METADATA_BYTES, to_json
@@ -101,7 +101,7 @@ def _signaling_path(driver: Any) -> tuple[dict[str, Any], Driver | None]:
     )
 
 
-class BrowserPeer(anywidget.AnyWidget):
+class BrowserPeer(Observable, anywidget.AnyWidget):
     """A Peerix peer in the notebook page: camera in, native `<video>` out, chat, events.
 
     `BrowserPeer(room="default", driver=None, metadata=None, camera=False, show_remote=True)`;
@@ -222,22 +222,6 @@ class BrowserPeer(anywidget.AnyWidget):
         )
 
     # -- events -------------------------------------------------------------------------------
-    def on(self, name: str, handler: Callable[[Event], Any] | None = None) -> Any:
-        """Call `handler(event)` for the browser peer's event `name` (also a decorator)."""
-        return self._emitter.on(name, handler)
-
-    def once(self, name: str, handler: Callable[[Event], Any] | None = None) -> Any:
-        return self._emitter.once(name, handler)
-
-    def off(self, name: str, handler: Callable[[Event], Any] | None = None) -> None:
-        self._emitter.off(name, handler)
-
-    async def wait_for(
-        self, name: str, where: Callable[[Event], bool] | None = None, timeout: float | None = None
-    ) -> Event:
-        """Wait for the browser peer's next event `name` for which `where(event)` is true."""
-        return await self._emitter.wait_for(name, where, timeout)
-
     async def wait_started(self, timeout: float | None = None) -> None:
         """Wait until a page runs the peer (it starts when the widget is first displayed)."""
         if self._started is None:

@@ -132,7 +132,7 @@ class CameraFrames(anywidget.AnyWidget):
                 try:
                     content, data = await asyncio.wait_for(asyncio.shield(pending), self.retry)
                     break
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     waited += self.retry
                     if not self._warned and waited >= self.warn_after and self.latest is None:
                         self._warned = True

@@ -358,7 +358,7 @@ class VideoView(anywidget.AnyWidget):
                 self._set_status("waiting", "waiting for the browser to show the widget")
                 try:
                     await asyncio.wait_for(self._rendered.wait(), self.rendered_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     warned = True
                     self._set_status(
                         "waiting",
