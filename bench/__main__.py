@@ -1,26 +1,62 @@
-"""`python -m bench [NAME ...]`: run every benchmark module of this package (or the named ones)."""
+"""`python -m bench [--full] [NAME ...]`: run every benchmark module of this package (or the
+named ones), print each one's wall time and the total.
+
+`make bench` runs this, and must stay under 10 minutes on a 2-core machine: the slowest modules
+run at suite size here (SUITE below: fewer runs, a shorter idle window, the soak's CI size; the
+fault matrix's default is its quick preset). `--full` runs every module at its own full size
+(`bench.faults --full` included), which is what `python -m bench.NAME` does for one module and
+what docs/BENCHMARKS.md reports unless it says otherwise.
+"""
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
 import sys
+import time
 
 import bench
 
+from ._common import loadavg
+
+# Options each module gets under `python -m bench` (not with --full).
+SUITE: dict[str, list[str]] = {
+    "media": ["--runs", "2"],
+    "memory": ["--runs", "2", "--idle", "5"],
+    "soak": ["--quick"],
+}
+FULL: dict[str, list[str]] = {"faults": ["--full"]}
+
 
 def main(argv: list[str]) -> int:
+    full = "--full" in argv
+    argv = [a for a in argv if a != "--full"]
     names = argv or sorted(
         m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
     )
+    times: dict[str, float] = {}
     for name in names:
         module = importlib.import_module(f"bench.{name}")
         run = getattr(module, "main", None)
         if run is None:
             continue
-        print(f"== bench.{name}", flush=True)
-        sys.argv = [f"bench.{name}"]  # each module parses its own options, with defaults here
+        options = (FULL if full else SUITE).get(name, [])
+        print(
+            f"== bench.{name} {' '.join(options) + ' ' if options else ''}(load average {loadavg()})",
+            flush=True,
+        )
+        sys.argv = [f"bench.{name}", *options]  # each module parses its own options
+        started = time.monotonic()
         run()
+        times[name] = time.monotonic() - started
+        print(f"== bench.{name}: {times[name]:.0f} s", flush=True)
+    if len(times) > 1:
+        print("\n| module | wall time (s) |\n|---|---|")
+        for name, seconds in times.items():
+            print(f"| bench.{name} | {seconds:.0f} |")
+        total = sum(times.values())
+        print(f"| total | {total:.0f} ({total / 60:.1f} min) |")
+        print(f"load average at the end: {loadavg()}")
     return 0
 
 

@@ -1,10 +1,15 @@
 """Rooms of 4 over a faulty MemoryDriver (loss x delay x duplication, several seeds), and the
 cost of a TURN relay on join-to-connected.
 
-Run: `python -m bench.faults [--seeds 5] [--bound 30] [--timeout 5] [--turn-runs 10]
+Run: `python -m bench.faults [--full] [--seeds N] [--bound 30] [--timeout 5] [--turn-runs N]
 [--delays 0,50,200] [--losses 0,0.1,0.2,0.3] [--duplicates 0,0.2] [--json FILE]
 [--early-stop] [--no-turn] [--no-matrix]`. Prints Markdown tables
 (docs/RELIABILITY.md holds a copy with what they mean).
+
+Two presets: the default (quick, ~1 min, what `make bench` runs) is the corners of the matrix,
+delays 0 and 200 ms x losses 0 and 20 % x duplication 20 %, 2 seeds each, and 5 TURN runs;
+`--full` is the complete matrix of docs/RELIABILITY.md (3 delays x 4 losses x 2 duplication
+rates, 5 seeds each, 10 TURN runs; ~16 min). An option given explicitly overrides the preset.
 
 Each matrix run joins 4 peers (each opening a `chat` channel) over
 `MemoryDriver(delay, loss=..., duplicate=..., seed=...)` with `connection_timeout` = --timeout,
@@ -38,6 +43,22 @@ from ._common import loadavg, machine, median, percentile
 LOSSES = (0.0, 0.1, 0.2, 0.3)
 DELAYS = (0.0, 50.0, 200.0)
 DUPLICATES = (0.0, 0.2)
+
+# Presets: the complete matrix (docs/RELIABILITY.md) and the quick one `make bench` runs.
+FULL: dict[str, Any] = {
+    "seeds": 5,
+    "turn_runs": 10,
+    "delays": DELAYS,
+    "losses": LOSSES,
+    "duplicates": DUPLICATES,
+}
+QUICK: dict[str, Any] = {
+    "seeds": 2,
+    "turn_runs": 5,
+    "delays": (0.0, 200.0),
+    "losses": (0.0, 0.2),
+    "duplicates": (0.2,),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +212,7 @@ def numbers(text: str) -> tuple[float, ...]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "loadavg_start": loadavg(),
         "settings": vars(args),
@@ -211,13 +232,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.faults", description=__doc__)
-    parser.add_argument("--seeds", type=int, default=5, help="runs per setting (seeds 0..N-1)")
+    parser.add_argument(
+        "--full", action="store_true", help="the complete matrix of docs/RELIABILITY.md (~16 min)"
+    )
+    parser.add_argument("--seeds", type=int, default=None, help="runs per setting (seeds 0..N-1)")
     parser.add_argument("--bound", type=float, default=30.0, help="seconds a run may take")
     parser.add_argument("--timeout", type=float, default=5.0, help="connection_timeout (s)")
-    parser.add_argument("--turn-runs", type=int, default=10, help="TURN/direct runs each")
-    parser.add_argument("--delays", type=numbers, default=DELAYS, help="ms, comma-separated")
-    parser.add_argument("--losses", type=numbers, default=LOSSES, help="e.g. 0,0.1,0.3")
-    parser.add_argument("--duplicates", type=numbers, default=DUPLICATES, help="e.g. 0,0.2")
+    parser.add_argument("--turn-runs", type=int, default=None, help="TURN/direct runs each")
+    parser.add_argument("--delays", type=numbers, default=None, help="ms, comma-separated")
+    parser.add_argument("--losses", type=numbers, default=None, help="e.g. 0,0.1,0.3")
+    parser.add_argument("--duplicates", type=numbers, default=None, help="e.g. 0,0.2")
     parser.add_argument("--json", default=None, help="also write every run to this file")
     parser.add_argument(
         "--early-stop", action="store_true", help="stop a run once it has been quiet for a while"
@@ -225,6 +249,14 @@ def main() -> None:
     parser.add_argument("--no-turn", action="store_true", help="skip TURN vs direct")
     parser.add_argument("--no-matrix", action="store_true", help="skip the fault matrix")
     args = parser.parse_args()
+    args.preset = "full" if args.full else "quick"
+    for name, value in (FULL if args.full else QUICK).items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    print(
+        f"preset: {args.preset}"
+        + ("" if args.full else " (`python -m bench.faults --full`: the complete matrix)")
+    )
     out = asyncio.run(run(args))
     if "matrix" in out:
         print(
