@@ -603,6 +603,13 @@ class _GuardTrack(MediaStreamTrack):
         if self._pending is not None:
             self._pending.cancel()
 
+    def stop(self) -> None:
+        super().stop()
+        # The source outlives its taps (publish, unpublish, publish again): a listener left on
+        # it would keep every guard alive and pile up one per tap.
+        if self._source.readyState == "live":
+            self._source.remove_listener("ended", self._on_source_ended)
+
     async def recv(self) -> Frame | Packet:
         if self.readyState != "live":
             raise MediaStreamError
@@ -700,7 +707,9 @@ class Tap:
 
     aiortc queues a remote track's decoded frames without bound, so a RemoteStreamTrack is
     read all the time, even when nobody watches. A local track (synthetic, file, numpy) is read
-    only while the tap has subscribers: an unpublished test pattern costs nothing. Every reader
+    only while the tap has subscribers, and its tap ends when the last one goes (a new tap is made
+    on the next `tap_for`): an unpublished test pattern costs nothing, and a dropped one is
+    collected. Every reader
     of a track, senders included, subscribes to its one tap (`tap_for`), so no two readers split
     its frames. Create it inside the running loop; when the source ends, the tap and its
     subscribers end.
@@ -722,6 +731,7 @@ class Tap:
         self._seq = 0
         self._ended = False
         self._subscribers: weakref.WeakSet[TapTrack] = weakref.WeakSet()
+        self._had_subscribers = False
         self.error: BaseException | None = None
         previous = _taps.get(source)
         if previous is not None and not previous.ended:
@@ -779,6 +789,7 @@ class Tap:
             track.stop()
         else:
             self._subscribers.add(track)
+            self._had_subscribers = True
             self._listeners.set()
             if origin is not None:
                 origin._derived.add(track)
@@ -788,6 +799,14 @@ class Tap:
         try:
             while True:
                 if self._own_reader and not self._subscribers:
+                    if self._had_subscribers:
+                        # The last subscriber left (stopped or collected): end, rather than
+                        # wait for the next. A waiting local tap would live forever: its task
+                        # holds it, it holds its source, and `_taps` (keyed weakly by that
+                        # source) holds it, so a dropped stream's tracks and this task would
+                        # never go. The frame in flight is allowed to finish, not cancelled:
+                        # cancelling a from_frames() source would close the user's generator.
+                        break
                     self._listeners.clear()
                     await self._listeners.wait()
                     continue

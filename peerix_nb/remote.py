@@ -53,6 +53,11 @@ MAX_CONTROL_MESSAGE = 1 << 20
 MAX_QUEUED_CANDIDATES = 100
 #: Data channels per remote; more would only come from a runaway or hostile remote.
 MAX_CHANNELS = 256
+# Seconds leave() waits for aiortc's RTCPeerConnection.close(). It ended in every one of ~6,100
+# closes measured (docs/RELIABILITY.md §6), but nothing in aiortc bounds it.
+CLOSE_TIMEOUT = 10.0
+# Closes that outlived CLOSE_TIMEOUT: referenced until they end (a bare task may be collected).
+_slow_closes: set[asyncio.Task[None]] = set()
 
 _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
@@ -225,6 +230,7 @@ class RemotePeer:
         self._negotiation_queued = False
         self._needs_negotiation = False
         self._pending_candidates: list[dict[str, Any]] = []
+        self._sync_waiters: set[asyncio.Future[None]] = set()  # sync_streams() not yet run
         self._labels: dict[str, str] = {}  # remote stream id -> label, from the remote's last offer
         self._channel_options: dict[str, ChannelOptions] = {}  # opened for this remote only
         self._outgoing: dict[RTCRtpTransceiver, _Outgoing] = {}
@@ -425,20 +431,44 @@ class RemotePeer:
             out.track.set_source(None)
         current = asyncio.current_task()
         await self._tasks.cancel_all(keep=current)
-        try:
-            await self.connection.close()
-        except Exception as error:  # closing must finish whatever aiortc thinks
-            logger.debug("closing connection to %s: %r", self.id, error)
+        # The queue is gone: publish()/unpublish() waiting on it are done (nobody to send to).
+        for waiter in self._sync_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._sync_waiters.clear()
+        await self._close_connection(self.connection)
         self.channels.clear()
         self._set_state("closed", detail=reason or None)
         self._peer._remote_closed(self, failed=failed)
+
+    async def _close_connection(self, pc: RTCPeerConnection) -> None:
+        """Close `pc`, waiting at most CLOSE_TIMEOUT: leave() must not hang on aiortc.
+
+        A close that takes longer is left to finish on its own (not cancelled: that could
+        leave aiortc's transports half-stopped) and reported as an `error` event.
+        """
+        closing = asyncio.ensure_future(pc.close())
+        done, _ = await asyncio.wait({closing}, timeout=CLOSE_TIMEOUT)
+        if not done:
+            _slow_closes.add(closing)
+            closing.add_done_callback(_slow_closes.discard)
+            self._report(
+                PeerixError(
+                    "UNKNOWN_ERROR",
+                    f"closing the connection to {self.id} took over {CLOSE_TIMEOUT:g} s;"
+                    " left to finish in the background",
+                ),
+                "UNKNOWN_ERROR",
+            )
+        elif closing.exception() is not None:  # closing must finish whatever aiortc thinks
+            logger.debug("closing connection to %s: %r", self.id, closing.exception())
 
     async def _replace_connection(self) -> None:
         """Start over with a fresh RTCPeerConnection (only before anything was exchanged)."""
         old = self.connection
         self.connection = self._create_connection()
         self._pending_candidates.clear()
-        await old.close()
+        await self._close_connection(old)
         self._emit("signal:restart", detail="first offers collided: fresh connection")
 
     # -- the operations queue ---------------------------------------------------------------
@@ -832,10 +862,13 @@ class RemotePeer:
             try:
                 await self._op_sync_outgoing()
             finally:
+                self._sync_waiters.discard(done)
                 if not done.done():
                     done.set_result(None)
 
         if self._control_open and not self._closing:
+            # shutdown() resolves it if the queue never gets to it (the remote left meanwhile)
+            self._sync_waiters.add(done)
             self._enqueue(op, "PEER_MEDIASTREAM_ERROR")
         else:
             done.set_result(None)  # done when the control channel opens
@@ -933,6 +966,28 @@ class RemotePeer:
         for mid, (transceiver, stream_id, track_id) in current.items():
             if mid not in self._incoming:
                 self._start_incoming(mid, transceiver, stream_id, track_id)
+        self._apply_labels()
+
+    def _apply_labels(self) -> None:
+        """Rename remote streams whose label the last offer's map gives differently.
+
+        A stream can first arrive in an ANSWER, which carries no label map (PROTOCOL.md: labels
+        ride only on offers): after a glare, the polite side's new stream reuses an idle m-line
+        that its answer already sends on. It is shown under its id until the remote's next offer
+        names it; then it is announced again, as stream:remove under the old name and
+        stream:add under the label, with the same stream and tracks.
+        """
+        for old, stream in list(self.streams.items()):
+            new = self._labels.get(stream.id, stream.id)
+            if new == old or new in self.streams:
+                continue
+            del self.streams[old]
+            self.streams[new] = stream
+            for incoming in self._incoming.values():
+                if incoming.stream is stream:
+                    incoming.label = new
+            self._emit("stream:remove", stream=stream, label=old, detail=stream.id)
+            self._emit("stream:add", stream=stream, label=new, detail=stream.id)
 
     def _start_incoming(
         self, mid: str, transceiver: RTCRtpTransceiver, stream_id: str, track_id: str

@@ -351,3 +351,28 @@ async def test_browser_peer_commands_resolve_with_the_page_reply() -> None:
     bp.close()  # pending commands fail instead of hanging
     with pytest.raises(PeerixError, match="closed"):
         await pending
+
+
+async def test_browser_peer_commands_fail_when_the_page_goes_or_never_answers() -> None:
+    """A page that unloads, or freezes, never answers: commands fail instead of hanging."""
+    bp = BrowserPeer("lobby", driver=MemoryDriver(), command_timeout=0.3)
+    try:
+        page(bp, {"type": "rendered", "views": 1, "frontend": "P1"})
+        asked = bp.video_state()
+        page(bp, {"type": "views", "views": 0, "unload": True, "frontend": "P1"})
+        with pytest.raises(PeerixError, match="page running the BrowserPeer was closed"):
+            await asyncio.wait_for(asked, 2)
+
+        page(bp, {"type": "rendered", "views": 1, "frontend": "P2"})  # P2 takes over
+        frozen = bp.join()
+        with pytest.raises(PeerixError, match=r"did not answer 'join' within 0.3 s"):
+            await asyncio.wait_for(frozen, 2)
+        answered = bp.remote_state()
+        ((cmd, _),) = pushed(bp, "cmd")[-1:]
+        page(bp, {"type": "reply", "seq": cmd["seq"], "ok": True, "result": {}, "frontend": "P2"})
+        assert await answered == {}  # a timely answer still resolves, and its timer is gone
+        assert bp._replies == {} and bp._reply_owner == {}
+        with pytest.raises(ValueError, match="command_timeout"):
+            BrowserPeer("lobby", driver=MemoryDriver(), command_timeout=0)
+    finally:
+        bp.close()

@@ -167,3 +167,33 @@ async def test_leave_cancels_everything_and_unsubscribes():
     for p in peers:
         assert not p.connections and len(p._tasks) == 0
     await asyncio.sleep(0)
+
+
+async def test_leave_is_bounded_when_aiortc_never_finishes_closing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Injected fault: one RTCPeerConnection.close() that never returns. leave() still ends
+    after CLOSE_TIMEOUT, says so in an `error` event, and the close runs on to its end."""
+    from peerix_nb import remote as remote_module
+
+    monkeypatch.setattr(remote_module, "CLOSE_TIMEOUT", 0.3)
+    a, b = await room(2)
+    pc = a.connections[b.id].connection
+    real_close = pc.close
+    release = asyncio.Event()
+
+    async def stuck_close() -> None:
+        await release.wait()
+        await real_close()
+
+    pc.close = stuck_close  # type: ignore[method-assign]
+    errors: list[str] = []
+    a.on("error", lambda e: errors.append(str(e.error)))
+    await asyncio.wait_for(a.leave(), 5)  # would wait forever without the bound
+    assert any("took over 0.3 s" in message for message in errors), errors
+    assert len(remote_module._slow_closes) == 1
+    release.set()  # the left-over close finishes and is forgotten
+    (slow,) = remote_module._slow_closes
+    await asyncio.wait_for(asyncio.wait({slow}), 5)
+    assert remote_module._slow_closes == set() and pc.connectionState == "closed"
+    await b.leave()

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import gc
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -419,6 +421,27 @@ async def test_tap_aclose_is_idempotent_and_tap_for_replaces_it() -> None:
         await fresh.aclose()
     finally:
         source.stop()
+
+
+async def test_local_tap_ends_with_its_last_subscriber_and_frees_its_source() -> None:
+    # A local tap left waiting for subscribers held its source through `_taps` forever: one
+    # task and one track per published-and-dropped stream (found by tests/test_soak.py).
+    source = media.SyntheticVideoTrack(160, 120, fps=50)
+    for _ in range(5):  # publish, unpublish, publish again... with one source
+        tap = media.tap_for(source)
+        sub = tap.subscribe()
+        assert (await sub.recv()) is not None
+        sub.stop()
+        await asyncio.wait_for(asyncio.wait({tap._task}), 2)
+        assert tap.ended and source.readyState == "live"
+    # no guard of the ended taps still listens on the source
+    assert source.listeners("ended") == []
+
+    dropped = weakref.ref(source)
+    del source, tap, sub
+    gc.collect()
+    assert dropped() is None, "a dropped track is kept alive by its tap"
+    assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("peerix-tap-")]
 
 
 async def test_tap_ends_when_a_source_stops_while_blocked() -> None:

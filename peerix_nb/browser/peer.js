@@ -865,6 +865,23 @@ export class Remote {
     for (const [mid, { transceiver, streamId }] of current) {
       if (!this._incoming.has(mid)) this._startIncoming(mid, transceiver, streamId);
     }
+    this._applyLabels();
+  }
+
+  /** A stream first seen in an answer (no label map: labels ride on offers) is shown under its
+   *  id; when an offer names it, announce it again under its label (remote.py does the same). */
+  _applyLabels() {
+    for (const [old, stream] of [...this.streams]) {
+      const label = this._labels[stream.peerixId] || stream.peerixId;
+      if (label === old || this.streams.has(label)) continue;
+      this.streams.delete(old);
+      this.streams.set(label, stream);
+      for (const incoming of this._incoming.values()) {
+        if (incoming.stream === stream) incoming.label = label;
+      }
+      this._emit("stream:remove", { stream, label: old, detail: stream.peerixId });
+      this._emit("stream:add", { stream, label, detail: stream.peerixId });
+    }
   }
 
   _startIncoming(mid, transceiver, streamId) {

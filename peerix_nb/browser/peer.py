@@ -41,6 +41,10 @@ from ..widgets._common import describe, logger, running_loop
 from ._bundle import bundle
 from .broadcast import BroadcastChannelDriver
 
+# Seconds a page has to answer a command (join, publish_camera, ...): getUserMedia and a join
+# take well under a second here; a frozen or silently closed page never answers at all.
+COMMAND_TIMEOUT = 30.0
+
 
 @dataclass(frozen=True, slots=True)
 class NatsWebSocket:
@@ -110,7 +114,8 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
     other constraints). Remote streams play in `<video>` tiles when `show_remote`. Its events
     are in `.events` (an EventLog) and reach `.on(name, handler)` handlers; `.connections`
     holds what is known of each remote. `send`, `open_channel`, `publish_camera`, ... return asyncio
-    futures resolved by the page.
+    futures resolved by the page, or failed with a PeerixError if it has not answered within
+    `command_timeout` seconds or was closed.
     """
 
     _esm = bundle("browser_peer.js")
@@ -144,6 +149,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         signaling_compression: bool = True,
         signaling_hashing: bool = False,
         signaling_encryption_key: str | None = None,
+        command_timeout: float = COMMAND_TIMEOUT,
         **kwargs: Any,
     ) -> None:
         if not isinstance(room, str) or not room:
@@ -160,6 +166,8 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             raise ValueError(
                 f"ice_transport_policy must be 'all' or 'relay', got {ice_transport_policy!r}"
             )
+        if not isinstance(command_timeout, (int, float)) or not command_timeout > 0:
+            raise ValueError(f"command_timeout must be a positive number, got {command_timeout!r}")
         spec, relay = _signaling_path(driver)
         super().__init__(**kwargs)
         self.id = id
@@ -198,6 +206,8 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         self._owner: str | None = None
         self._started: asyncio.Future[None] | None = None
         self._replies: dict[int, asyncio.Future[Any]] = {}
+        self._reply_owner: dict[int, str] = {}  # seq -> the page that was asked
+        self.command_timeout = float(command_timeout)
         self._seq = 0
         self._ops: asyncio.Queue[tuple[str, dict[str, Any], bytes | None]] | None = None
         self._subs: dict[int, tuple[list[str], Callable[[bytes], None]]] = {}
@@ -243,12 +253,28 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             )
             return future
         self._seq += 1
-        self._replies[self._seq] = future
+        seq = self._seq
+        self._replies[seq] = future
+        self._reply_owner[seq] = self._owner
+        # A page that froze, or closed without a word, never answers: bound every command.
+        timer = loop.call_later(
+            self.command_timeout,
+            self._fail_reply,
+            seq,
+            f"the page did not answer {op!r} within {self.command_timeout:g} s",
+        )
+        future.add_done_callback(lambda _: timer.cancel())
         self.send(
-            {"type": "cmd", "to": self._owner, "op": op, "args": args or {}, "seq": self._seq},
+            {"type": "cmd", "to": self._owner, "op": op, "args": args or {}, "seq": seq},
             buffers=buffers or [],
         )
         return future
+
+    def _fail_reply(self, seq: int, message: str) -> None:
+        future = self._replies.pop(seq, None)
+        self._reply_owner.pop(seq, None)
+        if future is not None and not future.done():
+            future.set_exception(PeerixError("UNKNOWN_ERROR", message))
 
     def join(self, room: str | None = None, metadata: Any = None) -> asyncio.Future[Any]:
         """Join `room` (default: the one given at construction) from the page."""
@@ -334,6 +360,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             if not future.done():
                 future.set_exception(PeerixError("UNKNOWN_ERROR", "the BrowserPeer was closed"))
         self._replies.clear()
+        self._reply_owner.clear()
         loop = running_loop()
         if loop is not None:
             loop.create_task(self._tasks.cancel_all())
@@ -377,7 +404,10 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         else:
             self._views.pop(frontend, None)
         if unload and frontend == self._owner:
-            self._owner = None  # that page (and its peer) is gone
+            self._owner = None  # that page (and its peer) is gone, and will not answer
+            for seq, asked in list(self._reply_owner.items()):
+                if asked == frontend:
+                    self._fail_reply(seq, "the page running the BrowserPeer was closed")
         if self._owner is None and self._views:
             # The first page that shows the widget runs the peer; others stand by.
             self._owner = next(iter(self._views))
@@ -392,7 +422,9 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         return config
 
     def _on_reply(self, content: dict[str, Any]) -> None:
-        future = self._replies.pop(int(content.get("seq", -1)), None)
+        seq = int(content.get("seq", -1))
+        self._reply_owner.pop(seq, None)
+        future = self._replies.pop(seq, None)
         if future is None or future.done():
             return
         if content.get("ok"):
