@@ -91,14 +91,12 @@ class LabServer:
                 self.api("DELETE", f"/api/sessions/{session['id']}")
 
 
-@pytest.fixture(scope="session")
-def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
-    """JupyterLab on a free loopback port, serving a temp copy of tests/browser/notebooks."""
-    _require_browser()
-    base = tmp_path_factory.mktemp("lab")
-    root = base / "notebooks"
-    shutil.copytree(NOTEBOOKS, root)
-    # Isolated Jupyter dirs; no news/update checks (their toast covers screenshots).
+@contextlib.contextmanager
+def run_jupyter_lab(base: Path, root: Path) -> Iterator[tuple[LabServer, subprocess.Popen[bytes]]]:
+    """JupyterLab serving `root` on a free loopback port with a token, its Jupyter directories
+    isolated under `base` (log in `base/lab.log`); on exit its kernels and the server stop, and
+    whatever survives 15 s is killed. Shared by the browser tests and bench/_lab.py."""
+    # No news/update checks (their toast covers screenshots).
     settings = base / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
@@ -121,27 +119,27 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
         "PYTHONUNBUFFERED": "1",
     }
     port, token = _free_port(), uuid.uuid4().hex
-    log = (base / "lab.log").open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "lab",
-            "--no-browser",
-            "--ServerApp.ip=127.0.0.1",
-            f"--ServerApp.port={port}",
-            "--ServerApp.port_retries=0",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--LabApp.expose_app_in_browser=True",
-            "--JupyterNotebookApp.expose_app_in_browser=True",  # Notebook 7 at /notebooks/
-            "--allow-root",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    with (base / "lab.log").open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "jupyter",
+                "lab",
+                "--no-browser",
+                "--ServerApp.ip=127.0.0.1",
+                f"--ServerApp.port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
+                "--LabApp.expose_app_in_browser=True",
+                "--JupyterNotebookApp.expose_app_in_browser=True",  # Notebook 7 at /notebooks/
+                "--allow-root",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     server = LabServer(f"http://127.0.0.1:{port}", token, root)
     try:
         deadline = time.monotonic() + 90
@@ -158,15 +156,44 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("jupyter lab did not answer within 90 s") from None
                 time.sleep(0.2)  # polling a starting process: the condition is the answer
-        yield server
+        yield server, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        _stop_lab(server, process)
+
+
+def _stop_lab(server: LabServer, process: subprocess.Popen[bytes]) -> None:
+    """Stop the kernels, then the server; whatever of them survives 15 s is killed."""
+    import psutil
+
+    try:
+        kernels = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        kernels = []
+    with contextlib.suppress(Exception):
+        server.shutdown_kernels()
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    _gone, alive = psutil.wait_procs(kernels, timeout=15)
+    for leftover in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            leftover.kill()
+
+
+@pytest.fixture(scope="session")
+def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
+    """JupyterLab on a free loopback port, serving a temp copy of tests/browser/notebooks."""
+    _require_browser()
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "notebooks"
+    shutil.copytree(NOTEBOOKS, root)
+    try:
+        with run_jupyter_lab(base, root) as (server, _process):
+            yield server
+    finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(base / "lab.log", ARTIFACTS / "jupyterlab.log")
 

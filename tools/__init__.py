@@ -1,0 +1,1 @@
+"""Scripts that regenerate repository assets (run as `python -m tools.NAME`)."""
