@@ -307,6 +307,22 @@ class Soak:
             self.name, self.cycles, self.warmup, samples, durations, threads_seen=sorted(threads)
         )
 
+    async def run_and_close(
+        self,
+        cycle: Callable[[int], Awaitable[None]],
+        close: Callable[[], Awaitable[None]],
+    ) -> SoakResult:
+        """`run`, then `close()` the scenario and sample what it left behind."""
+        try:
+            result = await self.run(cycle)
+        finally:
+            await close()
+        left = await settled_tasks()
+        result.after = take_sample(self.cycles, self.t0, self.extra())
+        result.tasks_left = task_names(left)
+        result.threads_left = thread_names()
+        return result
+
 
 def expect(
     peer: Peer, name: str, where: Callable[[Event], bool] | None = None, timeout: float = 20.0
@@ -393,13 +409,7 @@ async def join_leave_soak(
     """`cycles` join/leave cycles of a 3-peer room (see JoinLeave), sampled every `every`."""
     room = JoinLeave(peers)
     soak = Soak(f"join/leave, {peers} peers", cycles, every, warmup, room.extra, progress)
-    result = await soak.run(room.cycle)
-    await room.close()
-    left = await settled_tasks()
-    result.after = take_sample(cycles, soak.t0, room.extra())
-    result.tasks_left = task_names(left)
-    result.threads_left = thread_names()
-    return result
+    return await soak.run_and_close(room.cycle, room.close)
 
 
 # == publish/unpublish soak ========================================================================
@@ -475,15 +485,7 @@ async def publish_soak(
     soak = Soak(
         f"publish/unpublish, {streams} streams", cycles, every, warmup, pair.extra, progress
     )
-    try:
-        result = await soak.run(pair.cycle)
-    finally:
-        await pair.close()
-    left = await settled_tasks()
-    result.after = take_sample(cycles, soak.t0, pair.extra())
-    result.tasks_left = task_names(left)
-    result.threads_left = thread_names()
-    return result
+    return await soak.run_and_close(pair.cycle, pair.close)
 
 
 # == glare storm ===================================================================================
