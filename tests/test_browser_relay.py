@@ -8,61 +8,14 @@ from a recording comm. Kernel peers are real (aiortc in this process).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
-import comm
 import pytest
-from comm.base_comm import BaseComm
 
 from peerix_nb import MemoryDriver, Peer, PeerixError
 from peerix_nb.browser import BroadcastChannelDriver, BrowserPeer, NatsWebSocket
 from tests.util import leave_all
-
-
-class RecordingComm(BaseComm):
-    """A comm that keeps what the kernel would send to the browser."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.log: list[tuple[str, Any, list[bytes]]] = []
-        super().__init__(**kwargs)
-
-    def publish_msg(
-        self,
-        msg_type: str,
-        data: Any = None,
-        metadata: Any = None,
-        buffers: Any = None,
-        **keys: Any,
-    ) -> None:
-        self.log.append((msg_type, data, [bytes(b) for b in buffers or []]))
-
-
-@pytest.fixture(autouse=True)
-def recording_comm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: RecordingComm(**kwargs))
-    yield
-
-
-def page(widget: Any, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
-    """Deliver a custom message from the page, as the comm would."""
-    widget._handle_msg(
-        {
-            "content": {"data": {"method": "custom", "content": content}},
-            "buffers": [memoryview(b) for b in buffers or []],
-        }
-    )
-
-
-def pushed(widget: Any, kind: str | None = None) -> list[tuple[dict[str, Any], list[bytes]]]:
-    """Custom messages the kernel sent to the page (of one `type`), with their buffers."""
-    return [
-        (data["content"], buffers)
-        for msg_type, data, buffers in widget.comm.log
-        if msg_type == "comm_msg"
-        and data.get("method") == "custom"
-        and (kind is None or data["content"].get("type") == kind)
-    ]
+from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 
 async def wait_until(condition: Any, timeout: float = 10.0) -> None:

@@ -9,61 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import av
-import comm
 import pytest
-from comm.base_comm import BaseComm
 
 from peerix_nb import MemoryDriver, Peer
 from peerix_nb.media import synthetic
 from peerix_nb.widgets import ChatBox, EventsView, RoomWidget, VideoView
 from peerix_nb.widgets.video import JpegEncoder
 from tests.util import leave_all, room, wait_until
-
-
-class RecordingComm(BaseComm):
-    """A comm that keeps what the kernel would send to the browser."""
-
-    log: list[tuple[str, Any, list[bytes]]]
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.log = []
-        super().__init__(**kwargs)
-
-    def publish_msg(
-        self,
-        msg_type: str,
-        data: Any = None,
-        metadata: Any = None,
-        buffers: Any = None,
-        **keys: Any,
-    ) -> None:
-        self.log.append((msg_type, data, [bytes(b) for b in buffers or []]))
-
-
-@pytest.fixture(autouse=True)
-def recording_comm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: RecordingComm(**kwargs))
-    yield
+from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 
 def browser(widget: Any, content: dict[str, Any]) -> None:
     """Deliver a custom message from the JS front end, as the comm would."""
-    widget._handle_msg(
-        {"content": {"data": {"method": "custom", "content": content}}, "buffers": []}
-    )
-
-
-def pushed(widget: Any) -> list[tuple[dict[str, Any], list[bytes]]]:
-    """Custom messages the kernel sent to the browser, with their buffers."""
-    return [
-        (data["content"], buffers)
-        for kind, data, buffers in widget.comm.log
-        if kind == "comm_msg" and data.get("method") == "custom"
-    ]
+    page(widget, content)
 
 
 def frames(widget: Any) -> list[tuple[dict[str, Any], bytes]]:

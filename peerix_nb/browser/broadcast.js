@@ -8,6 +8,8 @@
 // page the kernel chose ({type: "own", to}) opens the channel: two pages showing one kernel's
 // widget would otherwise post every message twice and echo each other's posts back.
 
+import { perModel } from "./per_model.js";
+
 function newId() {
   try {
     return crypto.randomUUID();
@@ -113,24 +115,4 @@ function createWidget() {
   };
 }
 
-// Per-model state (the peer, its views) lives in one createWidget() per model, found again in
-// render() by the model's synced `key` (render gets another proxy of the model, not the same
-// object), so two widgets in one page never share state, however anywidget loads the module.
-const instances = new Map();
-
-export default {
-  initialize(ctx) {
-    const key = ctx.model.get("key");
-    const widget = createWidget();
-    instances.set(key, widget);
-    const cleanup = widget.initialize(ctx);
-    return () => {
-      if (instances.get(key) === widget) instances.delete(key);
-      cleanup();
-    };
-  },
-  render(ctx) {
-    const widget = instances.get(ctx.model.get("key"));
-    return widget ? widget.render(ctx) : undefined;
-  },
-};
+export default perModel(createWidget);

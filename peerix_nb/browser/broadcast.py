@@ -29,7 +29,7 @@ import traitlets
 from ..drivers.base import Driver, MessageHandler
 from ..errors import PeerixError
 from ..home import HomeLoop, on_home
-from ..widgets._common import logger
+from ..widgets._common import count_views, logger
 from ._bundle import bundle
 
 
@@ -173,11 +173,7 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
         kind = content.get("type")
         frontend = str(content.get("frontend", ""))
         if kind in ("rendered", "views"):
-            views = int(content.get("views", 0) or 0)
-            if views > 0:
-                self._views[frontend] = views
-            else:
-                self._views.pop(frontend, None)
+            count_views(self._views, frontend, content)
             self._elect()
         elif kind == "recv" and buffers and frontend == self._owner:
             self.messages_in += 1

@@ -17,6 +17,7 @@ import { Driver, BroadcastChannelDriver, NatsDriver } from "./drivers.js";
 import { NatsConnection } from "./nats.js";
 import { Peer } from "./peer.js";
 import { PeerixError, toBytes } from "./codec.js";
+import { perModel } from "./per_model.js";
 
 function newId() {
   try {
@@ -441,24 +442,4 @@ function createWidget() {
   };
 }
 
-// Per-model state (the peer, its views) lives in one createWidget() per model, found again in
-// render() by the model's synced `key` (render gets another proxy of the model, not the same
-// object), so two widgets in one page never share state, however anywidget loads the module.
-const instances = new Map();
-
-export default {
-  initialize(ctx) {
-    const key = ctx.model.get("key");
-    const widget = createWidget();
-    instances.set(key, widget);
-    const cleanup = widget.initialize(ctx);
-    return () => {
-      if (instances.get(key) === widget) instances.delete(key);
-      cleanup();
-    };
-  },
-  render(ctx) {
-    const widget = instances.get(ctx.model.get("key"));
-    return widget ? widget.render(ctx) : undefined;
-  },
-};
+export default perModel(createWidget);

@@ -37,7 +37,7 @@ from ..events import Emitter, Event, Observable, TaskOwner
 from ..home import HomeLoop, on_home
 from ..log import EventLog
 from ..signaling import MAX_METADATA_BYTES, to_json
-from ..widgets._common import describe, logger, running_loop
+from ..widgets._common import count_views, describe, logger, running_loop
 from ._bundle import bundle
 from .broadcast import BroadcastChannelDriver
 
@@ -374,9 +374,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         frontend = str(content.get("frontend", ""))
         try:
             if kind in ("rendered", "views"):
-                self._on_views(
-                    frontend, int(content.get("views", 0) or 0), bool(content.get("unload"))
-                )
+                self._on_views(frontend, content)
             elif frontend != self._owner:
                 return  # a page in standby has nothing to say
             elif kind == "driver" and self._ops is not None:
@@ -398,12 +396,9 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         except Exception as error:  # a malformed page message must not break the comm handler
             logger.error("BrowserPeer %s: bad message %r: %s", self.id, kind, describe(error))
 
-    def _on_views(self, frontend: str, views: int, unload: bool) -> None:
-        if views > 0:
-            self._views[frontend] = views
-        else:
-            self._views.pop(frontend, None)
-        if unload and frontend == self._owner:
+    def _on_views(self, frontend: str, content: dict[str, Any]) -> None:
+        count_views(self._views, frontend, content)
+        if content.get("unload") and frontend == self._owner:
             self._owner = None  # that page (and its peer) is gone, and will not answer
             for seq, asked in list(self._reply_owner.items()):
                 if asked == frontend:
@@ -412,7 +407,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             # The first page that shows the widget runs the peer; others stand by.
             self._owner = next(iter(self._views))
             self.send({"type": "start", "to": self._owner, "config": self._start_config()})
-        if frontend != self._owner and views > 0:
+        if frontend != self._owner and frontend in self._views:
             self.send({"type": "standby", "to": frontend})
 
     def _start_config(self) -> dict[str, Any]:

@@ -49,6 +49,17 @@ def display_name(metadata: Any, fallback: str) -> str:
     return fallback
 
 
+def count_views(views: dict[str, int], frontend: str, content: dict[str, Any]) -> None:
+    """Record a page's "rendered"/"views" message in `views` (frontend id -> how many views of
+    the widget that page shows); a page showing none is forgotten. The widgets' JS sends one
+    whenever a view is added or removed, so a kernel knows which pages are watching."""
+    count = int(content.get("views", 0) or 0)
+    if count > 0:
+        views[frontend] = count
+    else:
+        views.pop(frontend, None)
+
+
 class Resources:
     """Tasks, timers and Peer handlers owned by one widget; `close()` releases all of them."""
 

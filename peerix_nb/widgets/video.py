@@ -44,7 +44,7 @@ from ..media import (
     read_stamp,
     tap_for,
 )
-from ._common import Resources, describe, logger, running_loop
+from ._common import Resources, count_views, describe, logger, running_loop
 
 MAX_IN_FLIGHT = 2
 
@@ -297,11 +297,7 @@ class VideoView(anywidget.AnyWidget):
         kind = content.get("type")
         frontend = str(content.get("frontend", ""))
         if kind in ("rendered", "views"):
-            views = int(content.get("views", 0) or 0)
-            if views > 0:
-                self._views[frontend] = views
-            else:
-                self._views.pop(frontend, None)
+            count_views(self._views, frontend, content)
             if self._views:
                 self._rendered.set()
             else:
