@@ -12,8 +12,8 @@ raw for 8 and 16 peers.
 
 Run: `python -m bench.mesh [--runs 7] [--sizes 8 16] [--profile] [--experiments]`.
 `--profile` prints cProfile's top functions (cumulative) over the connect phase of the largest
-mesh for both setups; `--experiments` measures changes the library could make (one certificate
-per Peer, cached host addresses, paced joins), applied by patching at run time, against raw.
+mesh for both setups; `--experiments` measures changes the library could make (no certificate
+made per connection, cached host addresses, paced joins), patched in at run time, against raw.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiortc import RTCPeerConnection
 
@@ -100,6 +99,34 @@ class Tracker:
 
 
 # -- one run of each setup -------------------------------------------------------------------------
+async def measure(
+    tracker: Tracker,
+    start: Callable[[float], Awaitable[None]],
+    close: Callable[[], Awaitable[None]],
+    profiler: cProfile.Profile | None,
+    hold: Hold | None,
+) -> Run:
+    """Time (and CPU, and profile) one setup from `start(t0)` until every tracked channel is
+    open; `await hold()` then, outside the measurement; `close()` whatever happens. The same
+    for both setups, so their figures compare."""
+    if profiler is not None:
+        profiler.enable()
+    cpu0, started = time.process_time(), time.perf_counter()
+    try:
+        await start(started)
+        end = await asyncio.wait_for(tracker.done, TIMEOUT)
+        cpu = time.process_time() - cpu0
+        if profiler is not None:
+            profiler.disable()
+        if hold is not None:
+            await hold()
+    finally:
+        if profiler is not None:
+            profiler.disable()
+        await close()
+    return Run(end - started, cpu, list(tracker.phases.values()))
+
+
 async def raw_mesh(
     n: int, profiler: cProfile.Profile | None = None, hold: Hold | None = None
 ) -> Run:
@@ -122,22 +149,13 @@ async def raw_mesh(
         await b.setLocalDescription(await b.createAnswer())
         await a.setRemoteDescription(b.localDescription)
 
-    if profiler is not None:
-        profiler.enable()
-    cpu0, start = time.process_time(), time.perf_counter()
-    try:
+    async def start(_: float) -> None:
         await asyncio.gather(*(connect() for _ in range(pairs)))
-        end = await asyncio.wait_for(tracker.done, TIMEOUT)
-        cpu = time.process_time() - cpu0
-        if profiler is not None:
-            profiler.disable()
-        if hold is not None:
-            await hold()
-    finally:
-        if profiler is not None:
-            profiler.disable()
+
+    async def close() -> None:
         await asyncio.gather(*(pc.close() for pc in pcs))
-    return Run(end - start, cpu, list(tracker.phases.values()))
+
+    return await measure(tracker, start, close, profiler, hold)
 
 
 async def peerix_mesh(
@@ -152,84 +170,36 @@ async def peerix_mesh(
         peer.on("connection:new", lambda e: tracker.watch(e.remote.connection))
         peer.on("control:open", lambda e: tracker.opened(e.remote.connection))
     room = f"mesh-{uuid.uuid4().hex[:8]}"
-    if profiler is not None:
-        profiler.enable()
-    cpu0, start = time.process_time(), time.perf_counter()
-    try:
+
+    async def start(started: float) -> None:
         for i, peer in enumerate(peers):
             if pace and i:
-                await asyncio.sleep(start + i * pace - time.perf_counter())
+                await asyncio.sleep(started + i * pace - time.perf_counter())
             peer.join(room=room)
-        end = await asyncio.wait_for(tracker.done, TIMEOUT)
-        cpu = time.process_time() - cpu0
-        if profiler is not None:
-            profiler.disable()
-        if hold is not None:
-            await hold()
-    finally:
-        if profiler is not None:
-            profiler.disable()
+
+    async def close() -> None:
         await asyncio.gather(*(peer.leave() for peer in peers))
-    return Run(end - start, cpu, list(tracker.phases.values()))
+
+    return await measure(tracker, start, close, profiler, hold)
 
 
 # -- experiments: what the library could change, patched in at run time ----------------------------
-class SharedCertificate:
-    """Builds the RTCCertificate subclass used by the `shared certificate` experiment."""
-
-    @staticmethod
-    def make() -> Any:
-        from aiortc.rtcdtlstransport import RTCCertificate
-
-        class Shared(RTCCertificate):
-            """One per Peer: its SSL context and fingerprints are computed once."""
-
-            def __init__(self, key: Any, cert: Any) -> None:
-                super().__init__(key=key, cert=cert)
-                self._contexts: dict[tuple[bytes, ...], Any] = {}
-                self._fingerprints: list[Any] | None = None
-
-            def getFingerprints(self) -> list[Any]:
-                if self._fingerprints is None:
-                    self._fingerprints = super().getFingerprints()
-                return self._fingerprints
-
-            def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
-                key = tuple(p.openssl_profile for p in srtp_profiles)
-                if key not in self._contexts:
-                    self._contexts[key] = super()._create_ssl_context(srtp_profiles)
-                return self._contexts[key]
-
-        return Shared.generateCertificate()
-
-
 @contextlib.contextmanager
-def shared_certificates() -> Iterator[None]:
-    """RemotePeers of one Peer (they share its RTCConfiguration object) share one certificate."""
+def no_certificate_per_connection() -> Iterator[None]:
+    """aiortc still makes a certificate in every `RTCPeerConnection()` (~80 us, nearly all of
+    the constructor), which peerix_nb then replaces with its Peer's (peerix_nb/certificate.py):
+    hand every constructor one spare certificate instead, to measure what that waste costs."""
     import aiortc.rtcpeerconnection as rtcpc
 
-    from peerix_nb import remote
+    from peerix_nb.certificate import PeerCertificate
 
-    certificates: dict[int, Any] = {}
-    original = remote.RTCPeerConnection
-
-    def create(configuration: Any) -> RTCPeerConnection:
-        key = id(configuration)
-        if key not in certificates:
-            certificates[key] = SharedCertificate.make()
-        certificate = certificates[key]
-        real = rtcpc.RTCCertificate
-        rtcpc.RTCCertificate = type("Fixed", (), {"generateCertificate": lambda: certificate})  # type: ignore[misc]
-        try:
-            return original(configuration)
-        finally:
-            rtcpc.RTCCertificate = real  # type: ignore[misc]
-
-    remote.RTCPeerConnection = create  # type: ignore[misc, assignment]
+    spare = PeerCertificate.generateCertificate()
+    real = rtcpc.RTCCertificate
+    rtcpc.RTCCertificate = type("Spare", (), {"generateCertificate": staticmethod(lambda: spare)})  # type: ignore[misc]
     try:
         yield
     finally:
-        remote.RTCPeerConnection = original  # type: ignore[misc]
+        rtcpc.RTCCertificate = real  # type: ignore[misc]
 
 
 @contextlib.contextmanager
@@ -451,9 +421,13 @@ async def run(args: argparse.Namespace) -> None:
         cases: dict[str, Callable[[], Awaitable[Run]]] = {
             "raw aiortc": lambda: raw_mesh(n),
             "peerix_nb": lambda: peerix_mesh(n),
-            "+ one certificate per Peer": patched(lambda: peerix_mesh(n), shared_certificates),
+            "+ no certificate made per connection": patched(
+                lambda: peerix_mesh(n), no_certificate_per_connection
+            ),
             "+ cached host addresses": patched(lambda: peerix_mesh(n), cached_host_addresses),
-            "+ both": patched(lambda: peerix_mesh(n), shared_certificates, cached_host_addresses),
+            "+ both": patched(
+                lambda: peerix_mesh(n), no_certificate_per_connection, cached_host_addresses
+            ),
         }
         for pace in args.pace:
             cases[f"paced joins ({pace * 1000:.0f} ms apart)"] = lambda pace=pace: peerix_mesh(

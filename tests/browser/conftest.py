@@ -340,13 +340,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-@pytest.fixture
-def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
-    """A fresh browser page on the session's JupyterLab; kernels are stopped afterwards."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+@contextlib.contextmanager
+def lab_page(request: pytest.FixtureRequest, browser: Any, server: LabServer) -> Iterator[Lab]:
+    """A fresh page of `browser` on `server`, as a `Lab`; on exit a failed test gets a
+    screenshot, the page's console is saved and the kernels are stopped."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    helper = Lab(page, lab_server, request.node.name)
+    helper = Lab(page, server, request.node.name)
     try:
         yield helper
     finally:
@@ -356,4 +357,11 @@ def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) ->
                 helper.screenshot(page, "failure")
         helper.save_console()
         context.close()
-        lab_server.shutdown_kernels()
+        server.shutdown_kernels()
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
+    """A fresh browser page on the session's JupyterLab; kernels are stopped afterwards."""
+    with lab_page(request, chromium, lab_server) as helper:
+        yield helper

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Lab
+from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Lab, lab_page
 from tests.browser.lab_notebooks import cell_with, open_notebook, output_of, run_all_but_last
 
 pytestmark = pytest.mark.browser
@@ -45,19 +45,8 @@ def camera_browser(lab_server: Any) -> Iterator[Any]:
 def camera_lab(
     request: pytest.FixtureRequest, camera_browser: Any, lab_server: Any
 ) -> Iterator[Lab]:
-    context = camera_browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    helper = Lab(page, lab_server, request.node.name)
-    try:
+    with lab_page(request, camera_browser, lab_server) as helper:
         yield helper
-    finally:
-        report = getattr(request.node, "rep_call", None)
-        if report is not None and report.failed:
-            helper.screenshot(page, "failure")
-        helper.save_console()
-        context.close()
-        lab_server.shutdown_kernels()
 
 
 @pytest.mark.timeout(180)
