@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiortc import RTCBundlePolicy, RTCConfiguration
 
@@ -22,11 +23,15 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {model}, Python {platform.python_version()}"
 
 
+T = TypeVar("T")
+
+
 async def alternate(
-    runs: int, cases: dict[str, Callable[[], Awaitable[float]]], warmup: int = 1
-) -> dict[str, list[float]]:
-    """Run each case `runs` times, interleaved (A, B, A, B, ...), after `warmup` rounds."""
-    results: dict[str, list[float]] = {name: [] for name in cases}
+    runs: int, cases: dict[str, Callable[[], Awaitable[T]]], warmup: int = 1
+) -> dict[str, list[T]]:
+    """Run each case `runs` times, interleaved (A, B, A, B, ...), after `warmup` discarded
+    rounds, so drift on a shared machine hits every case alike."""
+    results: dict[str, list[T]] = {name: [] for name in cases}
     for i in range(warmup + runs):
         for name, case in cases.items():
             value = await case()

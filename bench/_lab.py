@@ -18,20 +18,16 @@ from typing import Any
 
 import psutil
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Lab, LabServer, run_jupyter_lab
+from tests.browser.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    Lab,
+    LabServer,
+    browser_missing,
+    run_jupyter_lab,
+)
 
 __all__ = ["CHROMIUM", "Lab", "LabRun", "browser_missing", "chromium", "jupyter_lab", "notebook"]
-
-
-def browser_missing() -> str | None:
-    """Why a browser run cannot happen here (None: it can)."""
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return "Playwright for Python is not installed (pip install -e '.[test]')"
-    if not CHROMIUM.exists():
-        return f"{CHROMIUM} not found (apt-get install -y chromium)"
-    return None
 
 
 def notebook(path: Path, cells: list[str]) -> None:

@@ -11,18 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 
-from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
+from aiortc import RTCPeerConnection
 
 from peerix_nb import MemoryDriver, Peer
 
-from ._common import alternate, machine, median, spread
+from ._common import alternate, machine, median, raw_configuration, spread
 
 RUNS = 15
 
 
 async def raw_aiortc() -> float:
     """Milliseconds from the first createOffer to both negotiated channels open."""
-    config = RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+    config = raw_configuration()
     start = time.perf_counter()
     a, b = RTCPeerConnection(config), RTCPeerConnection(config)
     opened = asyncio.get_running_loop().create_future()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from peerix_nb import MemoryDriver, Peer
 from peerix_nb.events import Event
 
-from ._common import loadavg, machine, median, percentile, raw_configuration
+from ._common import alternate, loadavg, machine, median, percentile, raw_configuration
 
 #: Stop queueing above this many buffered bytes, resume at `bufferedamountlow` (LOW).
 HIGH = 1 << 20
@@ -204,14 +205,13 @@ async def peerix_run(args: argparse.Namespace) -> Figures:
 
 # -- the benchmark ---------------------------------------------------------------------------------
 async def run(args: argparse.Namespace) -> dict[str, list[Figures]]:
-    cases = {"raw aiortc": raw_run, "peerix_nb": peerix_run}
-    results: dict[str, list[Figures]] = {name: [] for name in cases}
-    for i in range(args.runs + 1):
-        for name, case in cases.items():
-            figures = await case(args)
-            if i:  # the first round is a warm-up
-                results[name].append(figures)
-    return results
+    return await alternate(
+        args.runs,
+        {
+            "raw aiortc": functools.partial(raw_run, args),
+            "peerix_nb": functools.partial(peerix_run, args),
+        },
+    )
 
 
 def report(results: dict[str, list[Figures]], args: argparse.Namespace) -> None:

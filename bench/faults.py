@@ -38,7 +38,7 @@ from peerix_nb import MemoryDriver, Peer
 from tests.faulty_room import RoomOutcome, run_room
 from tests.turn_server import TurnServer, TurnServerError
 
-from ._common import loadavg, machine, median, percentile
+from ._common import alternate, loadavg, machine, median, percentile
 
 LOSSES = (0.0, 0.1, 0.2, 0.3)
 DELAYS = (0.0, 50.0, 200.0)
@@ -180,13 +180,7 @@ async def turn_vs_direct(runs: int) -> dict[str, list[float]] | str:
                 server.ice_servers(), "relay"
             ),
         }
-        results: dict[str, list[float]] = {name: [] for name in cases}
-        for i in range(runs + 1):  # the first round is a discarded warm-up
-            for name, case in cases.items():
-                value = await case()
-                if i:
-                    results[name].append(value)
-        return results
+        return await alternate(runs, cases)
 
 
 def turn_table(results: dict[str, list[float]]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 import uuid
@@ -35,7 +36,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from peerix_nb import MemoryDriver, Peer, media
 from peerix_nb.events import Event
 
-from ._common import loadavg, machine, median, percentile, raw_configuration
+from ._common import alternate, loadavg, machine, median, percentile, raw_configuration
 
 TIMEOUT = 30.0
 SETTLE = 1.0
@@ -215,18 +216,15 @@ async def peerix_run(count: int, window: float) -> Result:
 
 # -- the benchmark ---------------------------------------------------------------------------------
 async def run(args: argparse.Namespace) -> dict[int, dict[str, list[Result]]]:
-    cases: dict[str, Callable[[int, float], object]] = {
-        "raw aiortc": raw_run,
-        "peerix_nb": peerix_run,
-    }
     results: dict[int, dict[str, list[Result]]] = {}
     for count in args.receivers:
-        results[count] = {name: [] for name in cases}
-        for i in range(args.runs + 1):
-            for name, case in cases.items():
-                result = await case(count, args.window)  # type: ignore[misc]
-                if i:  # the first round is a warm-up
-                    results[count][name].append(result)
+        results[count] = await alternate(
+            args.runs,
+            {
+                "raw aiortc": functools.partial(raw_run, count, args.window),
+                "peerix_nb": functools.partial(peerix_run, count, args.window),
+            },
+        )
     return results
 
 

@@ -34,7 +34,7 @@ from aiortc import RTCPeerConnection
 
 from peerix_nb import MemoryDriver, Peer
 
-from ._common import loadavg, machine, median, raw_configuration
+from ._common import alternate, loadavg, machine, median, raw_configuration
 
 TIMEOUT = 60.0
 Hold = Callable[[], Awaitable[None]]
@@ -269,19 +269,6 @@ def phase_summary(run: Run) -> dict[str, float]:
     }
 
 
-async def alternate_runs(
-    runs: int, cases: dict[str, Callable[[], Awaitable[Run]]]
-) -> dict[str, list[Run]]:
-    """Cases interleaved run by run (A B A B ...) after one discarded warm-up round."""
-    results: dict[str, list[Run]] = {name: [] for name in cases}
-    for i in range(runs + 1):
-        for name, case in cases.items():
-            run = await case()
-            if i:
-                results[name].append(run)
-    return results
-
-
 def table(n: int, results: dict[str, list[Run]], goal: str = "<= 1.5") -> str:
     """Wall time (the goal's measure) and CPU time: the mesh is CPU-bound, so CPU seconds are
     what other work on a shared machine disturbs least."""
@@ -406,7 +393,7 @@ async def run(args: argparse.Namespace) -> None:
     print(f"machine: {machine()}")
     for n in args.sizes:
         print(f"\nload average before: {loadavg()}")
-        results = await alternate_runs(
+        results = await alternate(
             args.runs,
             {"raw aiortc": lambda n=n: raw_mesh(n), "peerix_nb": lambda n=n: peerix_mesh(n)},
         )
@@ -433,7 +420,7 @@ async def run(args: argparse.Namespace) -> None:
             cases[f"paced joins ({pace * 1000:.0f} ms apart)"] = lambda pace=pace: peerix_mesh(
                 n, pace=pace
             )
-        results = await alternate_runs(args.runs, cases)
+        results = await alternate(args.runs, cases)
         print(f"\nexperiments, {n} peers, {args.runs} alternating runs each:\n")
         print(table(n, results, goal=""))
         print(f"load average after: {loadavg()}")

@@ -148,9 +148,19 @@ async def settled_tasks(timeout: float = 3.0) -> list[asyncio.Task[Any]]:
     """The tasks still pending once none of them has ended for 0.1 s (or after `timeout` s).
 
     Teardown takes a moment: a closed connection's transports finish their tasks, a tap whose
-    last reader went away reads one more frame of its source (up to a frame period) before it
-    ends. A leaked task never ends, so waiting for the quiet moment hides no leak."""
+    last reader went away reads one more frame of its source (up to a frame period, more under
+    load: those are waited for) before it ends. A leaked task never ends, so waiting for the
+    quiet moment hides no leak."""
     deadline = time.perf_counter() + timeout
+    # A local tap whose last reader left ends after the frame in flight, which on a loaded
+    # machine can take longer than the quiet window below: wait for those by name.
+    finishing = [
+        tap._task
+        for tap in list(media._taps.values())
+        if tap._own_reader and tap._had_subscribers and not tap.subscribers and not tap.ended
+    ]
+    if finishing:
+        await asyncio.wait(finishing, timeout=timeout)
     tasks = other_tasks()
     while tasks and time.perf_counter() < deadline:
         # A condition wait: re-check after the pending tasks have had a few turns.

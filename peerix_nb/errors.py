@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 ErrorCode = Literal[
     "UNKNOWN_ERROR",
@@ -13,14 +13,7 @@ ErrorCode = Literal[
     "PEER_DATACHANNEL_ERROR",
 ]
 
-ERROR_CODES: tuple[ErrorCode, ...] = (
-    "UNKNOWN_ERROR",
-    "PEER_SIGNALING_ERROR",
-    "PEER_NEGOTIATION_ERROR",
-    "PEER_ICECANDIDATE_ERROR",
-    "PEER_MEDIASTREAM_ERROR",
-    "PEER_DATACHANNEL_ERROR",
-)
+ERROR_CODES: tuple[ErrorCode, ...] = get_args(ErrorCode)
 
 
 class PeerixError(Exception):

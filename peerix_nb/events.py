@@ -26,6 +26,11 @@ Handler = Callable[["Event"], Any]
 H = TypeVar("H", bound=Handler)
 
 
+def group_of(event_name: str) -> str:
+    """The group of an event name: the part before the first `:` (`channel:open` -> `channel`)."""
+    return event_name.partition(":")[0]
+
+
 @dataclass(slots=True, kw_only=True, repr=False, eq=False)
 class Event:
     """What a handler receives: `name` plus the fields that apply to that event (others are None)."""
@@ -48,7 +53,8 @@ class Event:
 
     @property
     def group(self) -> str:
-        return self.name.split(":", 1)[0]
+        """The event's group (`connection` for `connection:connected`): `on(group)` gets it."""
+        return group_of(self.name)
 
     def __repr__(self) -> str:
         parts = [f"name={self.name!r}"]
@@ -161,7 +167,7 @@ class Emitter:
     def emit(self, event: Event) -> None:
         """Deliver `event` to `*`, then exact-name, then group handlers."""
         name = event.name
-        group = name.partition(":")[0]
+        group = group_of(name)
         for key in ("*", name) if group == name else ("*", name, group):
             entries = self._handlers.get(key)
             if not entries:

@@ -185,11 +185,11 @@ class MediaStream:
 # ---------------------------------------------------------------------------------------------
 # Frame stamps: a band of black/white cells at the top of the frame
 
+# 40 x 3 cells = 120 bits: 4 guard + 32 counter + 64 time + 16 CRC + 4 guard
 STAMP_COLUMNS = 40
 STAMP_ROWS = 3
 _GUARD_HEAD = (1, 0, 1, 1)
 _GUARD_TAIL = (0, 0, 1, 0)
-_STAMP_BITS = STAMP_COLUMNS * STAMP_ROWS  # 4 guard + 32 counter + 64 time + 16 CRC + 4 guard
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,15 @@ from .drivers.base import Driver
 from .drivers.memory import MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import Emitter, Event, Observable, TaskOwner
-from .home import HomeLoop
+from .home import HomeLoop, running_loop
 from .log import EventLog
-from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration
+from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration, turn_urls
 from .signaling import (
     ANSWER,
     CANDIDATE,
     JOIN,
     LEAVE,
+    MAX_ID_LENGTH,
     MAX_METADATA_BYTES,
     OFFER,
     Message,
@@ -106,9 +107,10 @@ class Peer(Observable):
     ) -> None:
         if id is None:
             id = str(uuid.uuid4())
-        if not isinstance(id, str) or not id or len(id) > 256:
+        if not isinstance(id, str) or not id or len(id) > MAX_ID_LENGTH:
             raise ValueError(
-                f"peer id must be a non-empty string of at most 256 characters, got {id!r}"
+                f"peer id must be a non-empty string of at most {MAX_ID_LENGTH} characters,"
+                f" got {id!r}"
             )
         if driver is not None and not isinstance(driver, Driver):
             raise TypeError(f"driver must be a peerix_nb Driver, got {type(driver).__name__}")
@@ -122,9 +124,10 @@ class Peer(Observable):
             raise ValueError(f"max_remotes must be a positive integer, got {max_remotes!r}")
         self.connection_timeout = float(connection_timeout)
         self.max_remotes = max_remotes
-        self.ice_servers = ice_servers
-        self.ice_transport_policy = ice_transport_policy
+        self._ice_servers = ice_servers
+        self._ice_transport_policy = ice_transport_policy
         self._configuration = make_configuration(ice_servers, ice_transport_policy)
+        self._turn_urls = turn_urls(self._configuration)  # checked when gathering completes
         self._codec = SignalingCodec(
             signaling_compression, signaling_encryption_key, signaling_hashing
         )
@@ -155,6 +158,16 @@ class Peer(Observable):
         self._namespaces: list[list[str]] = []
         self._join_task: asyncio.Task[None] | None = None
 
+    @property
+    def ice_servers(self) -> Any:
+        """The ICE servers given to the constructor (every connection uses them; fixed)."""
+        return self._ice_servers
+
+    @property
+    def ice_transport_policy(self) -> str:
+        """ "all" or "relay", as given to the constructor (fixed)."""
+        return self._ice_transport_policy
+
     def __repr__(self) -> str:
         where = f"room={self.room!r}" if self.joined else "not joined"
         return f"<Peer {self.id} {where} connections={len(self.connections)}>"
@@ -176,14 +189,12 @@ class Peer(Observable):
         self._report(error, "UNKNOWN_ERROR")
 
     def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
+        if running_loop() is None:
             coro.close()
             raise RuntimeError(
                 f"Peer.{name}() needs a running asyncio event loop: use `await peer.{name}(...)` "
                 "in a notebook cell or inside a coroutine run by asyncio.run()"
-            ) from None
+            )
         # On the peer's own loop, even when called from a kernel subshell's thread (home.py).
         return self._home.start(coro, lambda c: self._tasks.spawn(c, name=f"peer:{name}"))
 
@@ -289,10 +300,10 @@ class Peer(Observable):
                 self._report(error, "PEER_SIGNALING_ERROR")
             interval = min(interval * 2, REANNOUNCE_MAX)
 
-    async def _announce_later(self, to: str | None = None) -> None:
+    async def _announce_later(self) -> None:
         # PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
         await asyncio.sleep(random.random())
-        await self._announce(to)
+        await self._announce()
 
     # -- driver events ----------------------------------------------------------------------
     def _on_driver_active(self, event: Event) -> None:
@@ -468,8 +479,10 @@ class Peer(Observable):
                 message.description if message.type == ANSWER else message.candidate,
                 "driver",
             )
-        elif message.type == LEAVE and remote is not None:
-            self._tasks.spawn(remote.shutdown("remote left"), name="peer:remote-left")
+        elif message.type == LEAVE:
+            self._early_candidates.pop(sender, None)
+            if remote is not None:
+                self._tasks.spawn(remote.shutdown("remote left"), name="peer:remote-left")
 
     def _ignore_early(self, message: Message) -> None:
         self._emit(
@@ -494,6 +507,7 @@ class Peer(Observable):
         """Run `verify` for a new remote (JOIN or OFFER), holding its later messages meanwhile."""
         sender = message.sender
         if len(self.connections) + len(self._admitting) >= self.max_remotes:
+            self._early_candidates.pop(sender, None)
             self._emit(
                 Event(
                     name="signal:reject",
@@ -512,8 +526,12 @@ class Peer(Observable):
             accepted = await self._verified(sender, message.metadata)
         except BaseException:
             self._admitting.pop(sender, None)
+            self._early_candidates.pop(sender, None)
             raise
         held = self._admitting.pop(sender, [])
+        # Taken whatever the outcome: left behind, a refused sender's entry would hold a place
+        # in the store (at most max_remotes senders) until leave().
+        early = self._early_candidates.pop(sender, [])
         if not self.joined:
             return
         if not accepted:
@@ -528,7 +546,6 @@ class Peer(Observable):
             return
         remote = RemotePeer(self, sender, message.metadata, self.room)
         self.connections[sender] = remote
-        early = self._early_candidates.pop(sender, [])
         if message.type == JOIN:
             remote.start()  # our offer starts a new exchange: earlier candidates are stale
         else:
@@ -608,14 +625,17 @@ class Peer(Observable):
         return self._home.call(self._send, message, label)
 
     def _send(self, message: str | bytes, label: str | None) -> int:
+        # Checked once above and on the home loop here: go to each remote's channels directly,
+        # not through RemotePeer.send, which would check and hop again per remote and message.
         sent = 0
         for remote in list(self.connections.values()):
             if label is None:
-                sent += remote.send(message)
+                sent += remote._send(message, None)
             else:
                 channel = remote.channels.get(label)
                 if channel is not None and channel.readyState == "open":
-                    sent += remote.send(message, label)
+                    remote._send_on(channel, message)
+                    sent += 1
         return sent
 
     # -- analysis ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .log import merge, timing
+from .log import _values, merge, timing
 
 if TYPE_CHECKING:
     import matplotlib.axes
@@ -77,11 +77,7 @@ def _short(peer_id: Any) -> str:
 
 
 def _floats(column: pd.Series) -> list[float | None]:
-    return [None if value is None else float(value) for value in _objects(column)]
-
-
-def _objects(column: pd.Series) -> list[Any]:
-    return column.astype("object").where(column.notna(), None).tolist()
+    return [None if value is None else float(value) for value in _values(column)]
 
 
 # -- timeline ---------------------------------------------------------------------------------
@@ -189,13 +185,13 @@ def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str =
     origin = rows["time"].min()
     ms = ((rows["time"] - origin).dt.total_seconds() * 1000).tolist()
     records = zip(
-        _objects(rows["event"]),
-        _objects(rows["peer"]),
-        _objects(rows["remote"]),
-        _objects(rows["detail"]),
-        _objects(rows["kind"]),
-        _objects(rows["via"]),
-        _objects(rows["bytes"]),
+        _values(rows["event"]),
+        _values(rows["peer"]),
+        _values(rows["remote"]),
+        _values(rows["detail"]),
+        _values(rows["kind"]),
+        _values(rows["via"]),
+        _values(rows["bytes"]),
         ms,
         strict=True,
     )

@@ -138,10 +138,6 @@ class SenderTrack(MediaStreamTrack):
         self._source: MediaStreamTrack | None = None
         self._wakeup: asyncio.Future[None] | None = None
 
-    @property
-    def source(self) -> MediaStreamTrack | None:
-        return self._source
-
     def set_source(self, source: MediaStreamTrack | None) -> None:
         old, self._source = self._source, source
         if self._wakeup is not None and not self._wakeup.done():
@@ -192,13 +188,15 @@ class _Outgoing:
 
 @dataclass(slots=True)
 class _Incoming:
-    """One life of a remote track on one transceiver: (mid, stream id) names it."""
+    """One life of a remote track on one transceiver (the mid keying it in `_incoming`)."""
 
-    mid: str
-    stream_id: str
     label: str
     track: MediaStreamTrack  # a media.TapTrack subscribed to the receiver's tap
-    stream: MediaStream
+    stream: MediaStream  # its id is the msid stream id
+
+    @property
+    def stream_id(self) -> str:
+        return self.stream.id
 
 
 def _direction(send: bool, recv: bool) -> str:
@@ -332,7 +330,7 @@ class RemotePeer:
                 state = pc.iceGatheringState
                 count, summary = _local_candidates(pc) if state == "complete" else (None, None)
                 self._emit("ice:gathering", state=state, size=count, detail=summary)
-                turn = _turn_urls(self._peer._configuration)
+                turn = self._peer._turn_urls
                 if state == "complete" and turn and "relay" not in (summary or ""):
                     # aioice drops a failed TURN allocation without a word (wrong credential,
                     # server unreachable): this is the only place it can be noticed.
@@ -734,12 +732,7 @@ class RemotePeer:
                     )
                 self.receive(OFFER if name == "offer" else ANSWER, desc, "control", labels)
         except (ValueError, PeerixError) as error:
-            self._report(
-                PeerixError.wrap(error, "PEER_SIGNALING_ERROR")
-                if not isinstance(error, PeerixError)
-                else error,
-                "PEER_SIGNALING_ERROR",
-            )
+            self._report(error, "PEER_SIGNALING_ERROR")  # wrapped there unless a PeerixError
 
     async def _keepalive(self, control: RTCDataChannel) -> None:
         """Ping over the control channel and watch SCTP acks: see liveness.py for why."""
@@ -1007,7 +1000,7 @@ class RemotePeer:
             stream = MediaStream(id=stream_id)
             self.streams[label] = stream
         stream.add_track(track)
-        self._incoming[mid] = _Incoming(mid, stream_id, label, track, stream)
+        self._incoming[mid] = _Incoming(label, track, stream)
         if new_stream:
             self._emit("stream:add", stream=stream, label=label, detail=stream_id)
         self._emit(
@@ -1056,7 +1049,7 @@ def _local_candidates(pc: RTCPeerConnection) -> tuple[int, str]:
     return len(candidates), ", ".join(f"{n} {kind}" for kind, n in sorted(types.items()))
 
 
-def _turn_urls(configuration: RTCConfiguration) -> list[str]:
+def turn_urls(configuration: RTCConfiguration) -> list[str]:
     """The turn:/turns: URLs of a configuration's ICE servers."""
     urls: list[str] = []
     for server in configuration.iceServers or []:

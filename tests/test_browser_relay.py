@@ -14,17 +14,8 @@ import pytest
 
 from peerix_nb import MemoryDriver, Peer, PeerixError
 from peerix_nb.browser import BroadcastChannelDriver, BrowserPeer, NatsWebSocket
-from tests.util import leave_all
+from tests.util import leave_all, poll_until
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
-
-
-async def wait_until(condition: Any, timeout: float = 10.0) -> None:
-    """Wait for a condition no event announces (comm messages, handler calls)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 # -- BroadcastChannelDriver ------------------------------------------------------------------
@@ -57,12 +48,12 @@ async def test_broadcast_driver_relays_through_one_page() -> None:
     await driver.dispatch(["lobby"], b"\x01hello")
     ((post, buffers),) = pushed(driver, "post")
     assert post["key"] == "lobby" and buffers == [b"\x01hello"]
-    await wait_until(lambda: local == [b"\x01hello"])
+    await poll_until(lambda: local == [b"\x01hello"])
 
     # page -> kernel: only from the relaying page.
     page(driver, {"type": "recv", "key": "lobby", "frontend": "B"}, [b"from B"])
     page(driver, {"type": "recv", "key": "lobby", "frontend": "A"}, [b"from A"])
-    await wait_until(lambda: len(local) == 2)
+    await poll_until(lambda: len(local) == 2)
     assert local[1] == b"from A"
 
     # The relaying tab goes: the other one takes over; no tab at all: inactive.
@@ -137,7 +128,7 @@ async def test_browser_peer_relays_a_page_into_the_kernel_driver() -> None:
             "frontend": "P1",
         },
     )
-    await wait_until(lambda: pushed(bp, "driver-reply"))
+    await poll_until(lambda: pushed(bp, "driver-reply"))
     assert pushed(bp, "driver-reply")[0][0] == {
         "type": "driver-reply",
         "seq": 1,
@@ -145,7 +136,7 @@ async def test_browser_peer_relays_a_page_into_the_kernel_driver() -> None:
         "to": "P1",
     }
     await driver.dispatch(["lobby"], b"join-bytes")
-    await wait_until(lambda: pushed(bp, "deliver"))
+    await poll_until(lambda: pushed(bp, "deliver"))
     ((deliver, buffers),) = pushed(bp, "deliver")
     assert deliver["sub"] == 1 and buffers == [b"join-bytes"]
 
@@ -165,7 +156,7 @@ async def test_browser_peer_relays_a_page_into_the_kernel_driver() -> None:
             },
             [b"m%d" % i],
         )
-    await wait_until(lambda: len(seen) == 5)
+    await poll_until(lambda: len(seen) == 5)
     assert seen == [b"m0", b"m1", b"m2", b"m3", b"m4"]
     # A page in standby cannot use the driver.
     page(
@@ -199,7 +190,7 @@ async def test_browser_peer_relays_a_page_into_the_kernel_driver() -> None:
             "frontend": "P1",
         },
     )
-    await wait_until(lambda: len(pushed(bp, "driver-reply")) == 2)
+    await poll_until(lambda: len(pushed(bp, "driver-reply")) == 2)
     assert driver.subscriber_count() == 1  # only ours
     bp.close()
 
@@ -324,7 +315,7 @@ async def test_browser_peer_commands_fail_when_the_page_goes_or_never_answers() 
         ((cmd, _),) = pushed(bp, "cmd")[-1:]
         page(bp, {"type": "reply", "seq": cmd["seq"], "ok": True, "result": {}, "frontend": "P2"})
         assert await answered == {}  # a timely answer still resolves, and its timer is gone
-        assert bp._replies == {} and bp._reply_owner == {}
+        assert bp._replies == {}
         with pytest.raises(ValueError, match="command_timeout"):
             BrowserPeer("lobby", driver=MemoryDriver(), command_timeout=0)
     finally:

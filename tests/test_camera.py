@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import fractions
-from collections.abc import Iterator
 from typing import Any
 
 import av
-import comm
 import numpy as np
 import pytest
-from comm.base_comm import BaseComm
 from ipywidgets.widgets.widget import _instances
 
 pytest.importorskip("ipywebrtc")
@@ -28,31 +25,9 @@ from peerix_nb.media import MediaStreamError, frames
 from peerix_nb.widgets import CameraFrames
 from peerix_nb.widgets.camera import decode_image
 from tests.util import leave_all, room
+from tests.widget_comm import RecordingComm, page, pushed, recording_comm  # noqa: F401
 
 SHAPE = (120, 160, 3)
-
-
-class RecordingComm(BaseComm):
-    """A comm that keeps what the kernel sends and tells `listeners` about each message."""
-
-    listeners: list[Any] = []
-
-    def __init__(self, **kwargs: Any) -> None:
-        self.log: list[tuple[str, Any]] = []
-        super().__init__(**kwargs)
-
-    def publish_msg(self, msg_type: str, data: Any = None, **keys: Any) -> None:
-        self.log.append((msg_type, data))
-        for listener in list(self.listeners):
-            listener(self, msg_type, data)
-
-
-@pytest.fixture(autouse=True)
-def recording_comm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(comm, "create_comm", lambda **kwargs: RecordingComm(**kwargs))
-    RecordingComm.listeners = []
-    yield
-    RecordingComm.listeners = []
 
 
 def camera() -> Any:
@@ -72,11 +47,7 @@ def encode(image: np.ndarray, codec: str = "mjpeg") -> bytes:
 
 def grabs(widget: CameraFrames) -> list[dict[str, Any]]:
     """The grab requests the kernel sent to the page."""
-    return [
-        data["content"]
-        for kind, data in widget.comm.log
-        if kind == "comm_msg" and data.get("method") == "custom"
-    ]
+    return [content for content, _ in pushed(widget)]
 
 
 class FakePage:
@@ -108,9 +79,7 @@ class FakePage:
             jpeg = encode(np.full(SHAPE, level, np.uint8))
             content = {"type": "frame", "seq": request["seq"], "width": 160, "height": 120}
             buffers = [jpeg]
-        widget._handle_msg(
-            {"content": {"data": {"method": "custom", "content": content}}, "buffers": buffers}
-        )
+        page(widget, content, buffers)
 
     def serve(self, widget: CameraFrames) -> CameraFrames:
         self.widgets[widget.comm.comm_id] = widget

@@ -4,7 +4,6 @@ connection timeouts and the direct JOIN retry. The peer reports, keeps working, 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import zlib
 
@@ -12,25 +11,15 @@ import pytest
 
 from peerix_nb import MemoryDriver, Peer
 from peerix_nb.signaling import ANSWER, SignalingCodec
-from tests.util import Recorder, channels_open, fully_connected, leave_all, room, wait_until
-
-
-class DropFirst(MemoryDriver):
-    """A MemoryDriver that drops the first `count` messages of one type (default compression)."""
-
-    def __init__(self, message_type: int, count: int = 1) -> None:
-        super().__init__()
-        self.message_type, self.left = message_type, count
-
-    async def dispatch(self, namespace, message):
-        try:
-            kind = json.loads(zlib.decompress(message))[0]
-        except (zlib.error, ValueError):
-            kind = None
-        if kind == self.message_type and self.left > 0:
-            self.left -= 1
-            return
-        await super().dispatch(namespace, message)
+from tests.util import (
+    DropFirst,
+    Recorder,
+    channels_open,
+    fully_connected,
+    leave_all,
+    room,
+    wait_until,
+)
 
 
 async def test_garbage_on_the_driver_is_an_error_event_and_changes_nothing():

@@ -15,8 +15,7 @@ import pytest
 from peerix_nb import Event, EventLog, Peer, StatsSampler, media, merge, plot
 from peerix_nb.log import timing
 from peerix_nb.signaling import ANSWER
-from tests.test_faults import DropFirst
-from tests.util import channels_open, leave_all, room, wait_until
+from tests.util import DropFirst, channels_open, leave_all, room, wait_until
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt

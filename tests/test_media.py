@@ -25,18 +25,10 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 from peerix_nb import media
 from peerix_nb.errors import PeerixError
+from tests.util import poll_until
 
 # ---------------------------------------------------------------------------------------------
 # helpers
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for a condition (polling the loop), failing after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def _config() -> RTCConfiguration:
@@ -118,7 +110,12 @@ class BlockingTrack(MediaStreamTrack):
 
     kind = "video"
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocked = asyncio.Event()  # set once a recv() waits
+
     async def recv(self) -> av.VideoFrame:
+        self.blocked.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
@@ -344,7 +341,7 @@ async def test_tap_drains_remote_track_and_drops_stale_frames() -> None:
             tap = media.tap_for(remote)
             assert media.tap_for(remote) is tap and tap.kind == "video"
             # nobody reads, yet the tap keeps aiortc's receive queue empty
-            await wait_until(lambda: tap.frames_received >= 15)
+            await poll_until(lambda: tap.frames_received >= 15)
             assert remote._queue.qsize() <= 1
             assert tap.latest is not None
 
@@ -366,7 +363,7 @@ async def test_tap_drains_remote_track_and_drops_stale_frames() -> None:
 
             # the remote track ends with its connection: so do the tap and its readers
             reader = asyncio.create_task(collect(remote, 30))
-            await wait_until(lambda: len(tap.subscribers) == 2)
+            await poll_until(lambda: len(tap.subscribers) == 2)
             await receiver.close()
             await asyncio.wait_for(reader, 5)
             assert tap.ended and remote.readyState == "ended"
@@ -391,7 +388,7 @@ async def test_tap_end_propagates_from_local_source() -> None:
             got.append(array)
 
     reader = asyncio.create_task(read())
-    await wait_until(lambda: len(got) >= 2)
+    await poll_until(lambda: len(got) >= 2)
     await sub.recv()
     pending = asyncio.create_task(sub.recv())  # will be waiting when the source stops
     source.stop()
@@ -451,7 +448,12 @@ async def test_tap_ends_when_a_source_stops_while_blocked() -> None:
         tap = media.Tap(source)
         iterator = media.frames(tap)
         reader = asyncio.create_task(iterator.__anext__())
-        await asyncio.sleep(0.02)  # let the reader block
+        # the reader blocks in the source's recv(): ours says so, aiortc's waits on its queue
+        await poll_until(
+            source.blocked.is_set
+            if isinstance(source, BlockingTrack)
+            else lambda source=source: bool(source._queue._getters)  # type: ignore[attr-defined]
+        )
         source.stop()
         with pytest.raises(StopAsyncIteration):
             await asyncio.wait_for(reader, 2)
@@ -646,7 +648,7 @@ async def test_frame_callback_skips_frames_while_busy() -> None:
 
     try:
         handle = media.frame_callback(source, slow)
-        await wait_until(lambda: handle.frames_processed >= 4)
+        await poll_until(lambda: handle.frames_processed >= 4)
         assert handle.running
         await handle.aclose()
         await handle.aclose()

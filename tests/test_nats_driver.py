@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import nats
@@ -14,6 +14,7 @@ from peerix_nb import nats_server as launcher
 from peerix_nb.drivers.nats import NatsDriver
 from peerix_nb.errors import PeerixError
 from peerix_nb.signaling import hash_part
+from tests.util import poll_until
 
 FAST = {"reconnect_time_wait": 0.1}  # seconds between reconnect attempts to one server
 
@@ -51,14 +52,6 @@ class Raw:
 
     async def get(self, timeout: float = 10) -> tuple[str, bytes]:
         return await asyncio.wait_for(self.queue.get(), timeout)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {what}")
-        await asyncio.sleep(0.01)
 
 
 def record_events(driver: NatsDriver) -> list[str]:
@@ -274,7 +267,7 @@ async def test_server_restart_inactive_then_active_and_subscriptions_survive(
         await b.connect()
 
         nats_server.kill()
-        await eventually(lambda: "inactive" in a_events and "inactive" in b_events, what="inactive")
+        await poll_until(lambda: "inactive" in a_events and "inactive" in b_events, what="inactive")
         assert not a.active and not b.active
         assert b.nc is not None
         sent = b.nc.stats["out_msgs"]
@@ -283,7 +276,7 @@ async def test_server_restart_inactive_then_active_and_subscriptions_survive(
         await a.subscribe(["lobby", "peer-a"], new)  # subscribing during the outage works too
 
         await nats_server.arestart()
-        await eventually(lambda: a.active and b.active, what="active after restart")
+        await poll_until(lambda: a.active and b.active, what="active after restart")
         assert a_events[-1] == b_events[-1] == "active"
         await b.dispatch(["lobby"], b"after restart")
         await b.dispatch(["lobby", "peer-a"], b"direct")
@@ -357,8 +350,8 @@ async def test_cluster_failover_keeps_the_room_working() -> None:
 
             await deliver(b"before failover")
             victim.kill()
-            await eventually(lambda: "inactive" in a_events, what="inactive after node kill")
-            await eventually(lambda: a.active, what="active on another node")
+            await poll_until(lambda: "inactive" in a_events, what="inactive after node kill")
+            await poll_until(lambda: a.active, what="active on another node")
             assert a.connected_url not in (None, first)
             await deliver(b"after failover")
         finally:
@@ -376,7 +369,7 @@ async def test_after_giving_up_connect_restores_subscriptions(
     got = Inbox()
     await a.subscribe(["lobby"], got)
     nats_server.kill()
-    await eventually(lambda: a.nc is None, what="nats-py gives up reconnecting")
+    await poll_until(lambda: a.nc is None, what="nats-py gives up reconnecting")
     assert not a.active
     assert any("gave up reconnecting" in e.message for e in errors)
 

@@ -23,13 +23,6 @@ from peerix_nb.signaling import ANSWER, SignalingCodec, hash_part
 from tests.peer_procs import PeerProc, PeerProcs, connected_pairwise
 from tests.util import Recorder, channels_open, fully_connected, wait_until
 
-try:
-    from peerix_nb.media import synthetic  # noqa: F401 - only checking it is there
-
-    HAVE_MEDIA = True
-except ImportError:  # media.py is still being written
-    HAVE_MEDIA = False
-
 FAST = {"reconnect_time_wait": 0.1}
 
 
@@ -137,7 +130,6 @@ async def test_nats_outage_keeps_calls_and_a_restart_lets_new_peers_in(
     assert_no_errors(c)
 
 
-@pytest.mark.skipif(not HAVE_MEDIA, reason="peerix_nb.media.synthetic is not importable yet")
 async def test_publish_while_nats_is_down_renegotiates_over_the_control_channel(
     nats_server: launcher.NatsServer, procs: PeerProcs
 ) -> None:

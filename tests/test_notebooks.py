@@ -2,7 +2,7 @@
 
 nbclient executes each one in the notebook's folder with the `python3` kernel of this
 interpreter. Cells tagged `skip-execution` (those needing a browser: the camera) are skipped;
-tests/browser/test_notebooks_lab.py runs those in JupyterLab. `PEERIX_NATS_URL` is removed
+tests/browser/test_browser_camera.py runs those in JupyterLab. `PEERIX_NATS_URL` is removed
 from the kernel's environment, so notebook 03 starts (and stops) its own NATS server; one test
 runs 03 again against a server given in that variable, as `make lab` and Binder do.
 

@@ -234,6 +234,27 @@ async def test_candidates_that_arrive_before_the_offer_are_kept() -> None:
         await leave_all([a, b])
 
 
+async def test_candidates_held_for_refused_senders_are_let_go() -> None:
+    """Candidates held for a sender whose OFFER is then refused (verify) must not stay: the
+    store holds at most `max_remotes` senders, so two refused offerers would fill it and the
+    next real offerer's early candidates would be dropped."""
+    driver = Trickling(before=1, after=0)
+    outsiders = [Peer(id=f"x{i}", driver=driver) for i in range(2)]
+    b = Peer(id="b", driver=driver, max_remotes=2)
+    rec_b = Recorder(b)
+    try:
+        for x in outsiders:
+            await x.join(room="refused")
+        # Both outsiders offer to b, their candidates first; b refuses both offers.
+        await b.join(room="refused", verify=lambda info: not info.id.startswith("x"))
+        await wait_until([b], lambda: sum(e.name == "signal:reject" for e in rec_b.events) >= 2)
+        held = [e for e in rec_b.events if e.name == "signal:hold"]
+        assert held, "the setup did not make any candidate arrive before its offer"
+        assert b._early_candidates == {}, f"still held for {sorted(b._early_candidates)}"
+    finally:
+        await leave_all([*outsiders, b])
+
+
 class DropJoin(MemoryDriver):
     """Loses the room JOIN of `sender` on its way to `receiver` (every other delivery arrives).
 

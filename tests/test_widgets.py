@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import av
+import numpy as np
 import pytest
 
 from peerix_nb import MemoryDriver, Peer
-from peerix_nb.media import synthetic
+from peerix_nb.media import frames as media_frames
+from peerix_nb.media import from_frames, synthetic
 from peerix_nb.widgets import ChatBox, EventsView, RoomWidget, VideoView
 from peerix_nb.widgets.video import JpegEncoder
-from tests.util import leave_all, room, wait_until
+from tests.util import leave_all, poll_until, room, wait_until
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 
@@ -30,15 +32,6 @@ def browser(widget: Any, content: dict[str, Any]) -> None:
 
 def frames(widget: Any) -> list[tuple[dict[str, Any], bytes]]:
     return [(c, b[0]) for c, b in pushed(widget) if c.get("type") == "frame"]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition that no Peer event announces (widget counters, traits)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
 
 
 def decode_jpeg(data: bytes) -> av.VideoFrame:
@@ -65,7 +58,7 @@ async def test_video_waits_for_a_view_then_keeps_two_frames_in_flight() -> None:
     assert view.status == "waiting" and frames(view) == []
 
     browser(view, {"type": "rendered", "frontend": "page", "views": 1})
-    await until(lambda: len(frames(view)) == 2)
+    await poll_until(lambda: len(frames(view)) == 2)
     assert view.status == "live"
     await asyncio.sleep(0.3)  # ~9 more source frames while nothing is acknowledged
     assert len(frames(view)) == 2 and view.in_flight == 2 and view.max_in_flight == 2
@@ -74,7 +67,7 @@ async def test_video_waits_for_a_view_then_keeps_two_frames_in_flight() -> None:
     assert decode_jpeg(jpeg).width == 160
 
     browser(view, {"type": "ack", "frontend": "page", "seq": 2, "delay": 0})  # cumulative
-    await until(lambda: len(frames(view)) == 4)
+    await poll_until(lambda: len(frames(view)) == 4)
     assert view.frames_acked == 2 and view.max_in_flight == 2
     # the frames made while waiting were dropped in the kernel (counted at the next read)
     assert view.frames_dropped >= 3
@@ -119,7 +112,7 @@ async def test_video_lost_acks_free_their_slots_after_ack_timeout() -> None:
     stream = synthetic(audio=False, width=160, height=120)
     view = VideoView(stream, ack_timeout=0.2)
     browser(view, {"type": "rendered", "frontend": "page", "views": 1})
-    await until(lambda: view.frames_lost >= 4)
+    await poll_until(lambda: view.frames_lost >= 4)
     assert view.frames_sent >= 5 and view.max_in_flight == 2
     view.close()
     stream.stop()
@@ -129,15 +122,15 @@ async def test_video_pauses_without_views_and_resumes() -> None:
     stream = synthetic(audio=False, width=160, height=120)
     view = VideoView(stream)
     browser(view, {"type": "rendered", "frontend": "page", "views": 1})
-    await until(lambda: len(frames(view)) == 2)
+    await poll_until(lambda: len(frames(view)) == 2)
     browser(view, {"type": "views", "frontend": "page", "views": 0})  # output cleared
-    await until(lambda: view.status == "paused")
+    await poll_until(lambda: view.status == "paused")
     assert view.in_flight == 0
     sent = len(frames(view))
     await asyncio.sleep(0.2)
     assert len(frames(view)) == sent
     browser(view, {"type": "rendered", "frontend": "page", "views": 1})
-    await until(lambda: len(frames(view)) == sent + 2)
+    await poll_until(lambda: len(frames(view)) == sent + 2)
     assert view.status == "live"
     view.close()
     stream.stop()
@@ -148,7 +141,7 @@ async def test_video_several_pages_share_per_frame_acks() -> None:
     view = VideoView(stream)
     browser(view, {"type": "rendered", "frontend": "a", "views": 2})  # one page, two views
     browser(view, {"type": "rendered", "frontend": "b", "views": 1})  # another page
-    await until(lambda: len(frames(view)) == 2)
+    await poll_until(lambda: len(frames(view)) == 2)
     browser(view, {"type": "ack", "frontend": "a", "seq": 2})
     browser(view, {"type": "ack", "frontend": "b", "seq": 2})  # the slower page: ignored
     assert view.frames_acked == 2 and view.stats["views"] == 3
@@ -163,17 +156,17 @@ async def test_video_shows_the_end_of_the_track_and_close_releases_it() -> None:
     track = stream.video_tracks[0]
     view = VideoView(stream)
     browser(view, {"type": "rendered", "frontend": "page", "views": 1})
-    await until(lambda: len(frames(view)) >= 1)
+    await poll_until(lambda: len(frames(view)) >= 1)
     stream.stop()
     await view.wait_status("ended", timeout=5)
     assert "ended" in view.message and view.in_flight == 0
     assert view.running  # still alive: set_source() may give it another track
     other = synthetic(audio=False, width=320, height=240)
     view.set_source(other)
-    await until(lambda: frames(view)[-1][0]["width"] == 320)
+    await poll_until(lambda: frames(view)[-1][0]["width"] == 320)
     assert view.status == "live"
     view.close()
-    await until(lambda: not view.running)
+    await poll_until(lambda: not view.running)
     assert view.comm is None
     from peerix_nb.media import tap_for
 
@@ -182,10 +175,61 @@ async def test_video_shows_the_end_of_the_track_and_close_releases_it() -> None:
     other.stop()
 
 
+async def test_video_of_a_remote_track_ends_with_it_and_never_shows_the_next_stream() -> None:
+    """The remote unpublishes: the view ends. The remote's next stream reuses the same
+    transceiver (and so the same tap): the ended view must not start showing it."""
+    a, b = await room(2, channels=["chat"])
+    try:
+        added = asyncio.ensure_future(b.wait_for("track:add", timeout=10))
+        await a.publish(synthetic(audio=False, width=160, height=120), label="one")
+        track = (await added).track
+        view = VideoView(track)
+        browser(view, {"type": "rendered", "frontend": "page", "views": 1})
+        await poll_until(lambda: len(frames(view)) >= 1)
+        await a.unpublish("one")
+        await view.wait_status("ended", timeout=5)
+        shown = len(frames(view))
+        browser(view, {"type": "ack", "frontend": "page", "seq": frames(view)[-1][0]["seq"]})
+        added = asyncio.ensure_future(b.wait_for("media:first-frame", timeout=10))
+        await a.publish(synthetic(audio=False, width=320, height=240), label="two")
+        await added  # the next stream's frames are flowing on b
+        assert view.status == "ended" and len(frames(view)) == shown
+        view.close()
+    finally:
+        await leave_all([a, b])
+
+
+async def test_video_preview_of_a_generator_source_leaves_it_usable() -> None:
+    """Switching a preview away from a from_frames() stream fed by an async generator, or
+    closing it, must not close the generator: the stream may be published or shown elsewhere."""
+
+    async def gradient() -> AsyncIterator[np.ndarray]:
+        n = 0
+        while True:
+            n += 1
+            await asyncio.sleep(0.03)  # a computed frame: the read in flight waits in here
+            yield np.full((120, 160, 3), n % 256, dtype=np.uint8)
+
+    stream = from_frames(gradient(), fps=1000)  # paced by the generator, not the track
+    view = VideoView(stream)
+    browser(view, {"type": "rendered", "frontend": "page", "views": 1})
+    await poll_until(lambda: len(frames(view)) >= 1)
+    other = synthetic(audio=False, width=320, height=240)
+    view.set_source(other)
+    await poll_until(lambda: frames(view)[-1][0]["width"] == 320)
+    view.close()
+    await poll_until(lambda: not view.running)
+    other.stop()
+    async with media_frames(stream.video_tracks[0]) as later:
+        array = await asyncio.wait_for(later.__anext__(), 5)
+    assert array.shape == (120, 160, 3)
+    stream.stop()
+
+
 async def test_video_says_when_no_view_rendered_in_time() -> None:
     stream = synthetic(audio=False, width=160, height=120)
     view = VideoView(stream, rendered_timeout=0.1)
-    await until(lambda: "no view rendered" in view.message)
+    await poll_until(lambda: "no view rendered" in view.message)
     assert view.status == "waiting"
     view.close()
     stream.stop()
@@ -195,10 +239,10 @@ async def test_video_without_a_video_track_waits_for_one() -> None:
     audio_only = synthetic(video=False)
     view = VideoView(audio_only)
     browser(view, {"type": "rendered", "frontend": "page", "views": 1})
-    await until(lambda: view.status == "no video")
+    await poll_until(lambda: view.status == "no video")
     video = synthetic(audio=False, width=160, height=120)
     view.set_source(video)
-    await until(lambda: len(frames(view)) >= 1)
+    await poll_until(lambda: len(frames(view)) >= 1)
     view.close()
     audio_only.stop()
     video.stop()
@@ -236,7 +280,7 @@ async def test_chat_sends_what_is_typed_and_shows_every_remote() -> None:
 
     b.send("from b", label="chat")
     c.send(b"\x00\x01\x02", label="chat")
-    await until(lambda: len(box.messages) == 3)
+    await poll_until(lambda: len(box.messages) == 3)
     by_name = {m["name"]: m for m in box.messages}
     assert by_name["p1"]["text"] == "from b" and not by_name["p1"]["self"]
     assert by_name["p2"]["text"] == "<3 bytes>" and by_name["p2"]["kind"] == "bytes"
@@ -253,7 +297,7 @@ async def test_chat_sends_what_is_typed_and_shows_every_remote() -> None:
 async def test_chat_says_why_nothing_was_sent() -> None:
     peer = Peer(driver=MemoryDriver())
     box = ChatBox(peer, label="talk")
-    await until(lambda: "talk" in peer.channels)  # opened for remotes to come
+    await poll_until(lambda: "talk" in peer.channels)  # opened for remotes to come
     browser(box, {"type": "send", "text": "anyone?"})
     assert "not sent" in box.error and "talk" in box.error
     assert box.messages == []
@@ -281,13 +325,13 @@ async def test_events_view_follows_the_log() -> None:
     await a.join(room="ev", metadata={"name": "a"})
     await b.join(room="ev")
     await wait_until([a, b], lambda: any(r.state == "connected" for r in a.connections.values()))
-    await until(lambda: view.total == len(a.events) and len(view.rows) == len(a.events))
+    await poll_until(lambda: view.total == len(a.events) and len(view.rows) == len(a.events))
     logged = [row["event"] for row in a.events]
     assert [row[2] for row in view.rows] == logged  # the log's own rows, in order
     assert "connection:connected" in logged and view.rows[0][2] == "room:join"
     assert {"connection", "room", "signal"} <= set(view.known_groups)
     await leave_all([a, b])
-    await until(lambda: view.rows[-1][2] == "room:leave")
+    await poll_until(lambda: view.rows[-1][2] == "room:leave")
     view.close()
 
 
@@ -303,7 +347,7 @@ async def test_events_view_filters_groups_and_keeps_the_last_rows() -> None:
     await asyncio.sleep(0.05)
     assert all(r[2].startswith("connection:") for r in view.rows)  # channel rows filtered out
     view.groups = []  # from Python too
-    await until(lambda: view.rows[-1][2] == "channel:message")
+    await poll_until(lambda: view.rows[-1][2] == "channel:message")
     assert view.rows[-1][8] == "ping"  # detail column
     view.close()
     await leave_all([a, b])
@@ -322,20 +366,20 @@ async def test_room_widget_join_roster_tiles_and_leave() -> None:
     widget.join_button.click()  # as the browser's click does
     assert widget.join_button.disabled and "joining" in widget.status.value
     await wait_until([ada], lambda: any(r.state == "connected" for r in ada.connections.values()))
-    await until(lambda: 'data-state="connected"' in widget.roster.value)
+    await poll_until(lambda: 'data-state="connected"' in widget.roster.value)
     assert ">bob<" in widget.roster.value and " ms</td>" in widget.roster.value
     assert ada.metadata == {"name": "ada"} and "chat" in ada.channels
-    await until(lambda: len(widget.tiles.children) == 1)
+    await poll_until(lambda: len(widget.tiles.children) == 1)
     tile_view = widget.tiles.children[0].children[0]
     assert isinstance(tile_view, VideoView) and tile_view.title == "bob · camera"
     assert "1 connected" in widget.status.value and not widget.leave_button.disabled
 
     await bob.unpublish("camera")  # the stream goes: so does its tile
-    await until(lambda: len(widget.tiles.children) == 0)
+    await poll_until(lambda: len(widget.tiles.children) == 0)
     assert not tile_view.running
 
     widget.leave_button.click()
-    await until(lambda: "not in a room" in widget.status.value)
+    await poll_until(lambda: "not in a room" in widget.status.value)
     assert "No remotes" in widget.roster.value and not widget.join_button.disabled
     widget.close()
     await bob.leave()
@@ -353,7 +397,7 @@ async def test_room_widget_shows_errors_raised_at_once_and_later() -> None:
 
     broken = RoomWidget(Peer(driver=BrokenDriver()), room="lobby")
     broken.join_button.click()
-    await until(lambda: "unreachable" in broken.status.value)
+    await poll_until(lambda: "unreachable" in broken.status.value)
     assert "PEER_SIGNALING_ERROR" in broken.status.value and "not in a room" in broken.status.value
     assert not broken.join_button.disabled
     widget.close()
@@ -362,6 +406,11 @@ async def test_room_widget_shows_errors_raised_at_once_and_later() -> None:
 
 async def test_room_widget_shows_peer_error_events_and_closes_cleanly() -> None:
     a, b = await room(2, channels=["chat"])
+
+    def handler_count() -> int:
+        return sum(len(v) for v in a._emitter._handlers.values())
+
+    before = handler_count()
     widget = RoomWidget(a)  # made after joining: shows what is there
     assert widget.room_field.value == "room" and widget.name_field.value == "p0"
     assert 'data-state="connected"' in widget.roster.value and " ms</td>" in widget.roster.value
@@ -371,10 +420,9 @@ async def test_room_widget_shows_peer_error_events_and_closes_cleanly() -> None:
 
     a.on("channel:message", broken_handler)
     b.send("x", label="chat")
-    await until(lambda: "my handler broke" in widget.status.value)
+    await poll_until(lambda: "my handler broke" in widget.status.value)
     widget.close()
-    handlers = sum(len(v) for v in a._emitter._handlers.values())
     a.off("channel:message", broken_handler)
-    assert handlers == sum(len(v) for v in a._emitter._handlers.values()) + 1  # only ours left
+    assert handler_count() == before  # the widget took every handler of its own with it
     assert a.joined  # closing the widget does not leave the room
     await leave_all([a, b])

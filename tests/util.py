@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Iterable
 
-from peerix_nb import Event, MemoryDriver, Peer
+from peerix_nb import Event, MemoryDriver, Peer, PeerixError
+from peerix_nb.signaling import SignalingCodec
+
+
+async def poll_until(condition: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    """Wait for a condition no Peer event announces (widget counters, comm messages, driver
+    state), re-checking it every 10 ms; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout:g} s{': ' + what if what else ''}")
+        await asyncio.sleep(0.01)
 
 
 async def wait_until(
@@ -95,3 +107,21 @@ class Recorder:
 
     def errors(self) -> list[Event]:
         return [e for e in self.events if e.name == "error"]
+
+
+class DropFirst(MemoryDriver):
+    """A MemoryDriver that drops the first `count` messages of one type (default compression)."""
+
+    def __init__(self, message_type: int, count: int = 1) -> None:
+        super().__init__()
+        self.message_type, self.left = message_type, count
+
+    async def dispatch(self, namespace: list[str], message: bytes) -> None:
+        try:
+            kind = SignalingCodec().decode(message).type
+        except PeerixError:
+            kind = None
+        if kind == self.message_type and self.left > 0:
+            self.left -= 1
+            return
+        await super().dispatch(namespace, message)

@@ -13,9 +13,11 @@ from comm.base_comm import BaseComm
 
 
 class RecordingComm(BaseComm):
-    """A comm that keeps what the kernel would send to the browser."""
+    """A comm that keeps what the kernel would send to the browser, and tells `listeners`
+    (a fake page: `listener(comm, msg_type, data)`) about each message."""
 
     log: list[tuple[str, Any, list[bytes]]]
+    listeners: list[Any] = []
 
     def __init__(self, **kwargs: Any) -> None:
         self.log = []
@@ -30,13 +32,17 @@ class RecordingComm(BaseComm):
         **keys: Any,
     ) -> None:
         self.log.append((msg_type, data, [bytes(b) for b in buffers or []]))
+        for listener in list(self.listeners):
+            listener(self, msg_type, data)
 
 
 @pytest.fixture(autouse=True)
 def recording_comm(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Every widget made in the test gets a RecordingComm (import this into a test module)."""
     monkeypatch.setattr(comm, "create_comm", lambda **kwargs: RecordingComm(**kwargs))
+    RecordingComm.listeners = []
     yield
+    RecordingComm.listeners = []
 
 
 def page(widget: Any, content: dict[str, Any], buffers: list[bytes] | None = None) -> None:

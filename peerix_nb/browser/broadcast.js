@@ -8,7 +8,6 @@
 // page the kernel chose ({type: "own", to}) opens the channel: two pages showing one kernel's
 // widget would otherwise post every message twice and echo each other's posts back.
 
-import { perModel } from "./per_model.js";
 
 function newId() {
   try {
@@ -115,4 +114,6 @@ function createWidget() {
   };
 }
 
-export default perModel(createWidget);
+// anywidget calls a default-exported function once per widget model: each model gets its own
+// createWidget() state (as widgets/video.js does).
+export default createWidget;

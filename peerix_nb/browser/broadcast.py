@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
-import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -57,12 +56,6 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
     subscribed = traitlets.List(traitlets.Unicode()).tag(sync=True)
     #: "inactive: not displayed" until a view relays, then "active" (shown by the view).
     status = traitlets.Unicode("inactive: not displayed").tag(sync=True)
-    #: A unique key per widget: the page finds this model's state by it.
-    key = traitlets.Unicode().tag(sync=True)
-
-    @traitlets.default("key")
-    def _default_key(self) -> str:
-        return uuid.uuid4().hex
 
     def __init__(self, name: str = "peerix", **kwargs: Any) -> None:
         if not isinstance(name, str) or not name:

@@ -17,7 +17,6 @@ import { Driver, BroadcastChannelDriver, NatsDriver } from "./drivers.js";
 import { NatsConnection } from "./nats.js";
 import { Peer } from "./peer.js";
 import { PeerixError, toBytes } from "./codec.js";
-import { perModel } from "./per_model.js";
 
 function newId() {
   try {
@@ -442,4 +441,6 @@ function createWidget() {
   };
 }
 
-export default perModel(createWidget);
+// anywidget calls a default-exported function once per widget model: each model gets its own
+// createWidget() state (as widgets/video.js does).
+export default createWidget;

@@ -62,22 +62,6 @@ class Subscribers {
   }
 }
 
-/** Peers of one page; key = parts joined with ":". Delivery is asynchronous, like a network. */
-export class MemoryDriver extends Driver {
-  constructor() {
-    super();
-    this._subs = new Subscribers();
-    this.setActive(true);
-  }
-  async subscribe(namespace, handler) { this._subs.add(namespace.join(":"), handler); }
-  async unsubscribe(namespace, handler) { this._subs.remove(namespace.join(":"), handler); }
-  async dispatch(namespace, message) {
-    if (!this.active) return;
-    const key = namespace.join(":");
-    setTimeout(() => this._subs.deliver(key, message, (e) => this.reportError(e)), 0);
-  }
-}
-
 /**
  * BroadcastChannel(name) signaling: pages and tabs of one browser (same origin) without any
  * server. Posts `[parts.join(':'), bytes]`. A BroadcastChannel never delivers a message to

@@ -54,24 +54,4 @@ export class Emitter {
       }
     }
   }
-
-  /** Resolve with the next `name` event for which `where(event)` is true. */
-  waitFor(name, where = null, timeoutMs = null) {
-    return new Promise((resolve, reject) => {
-      let timer = null;
-      const check = (event) => {
-        if (where && !where(event)) return;
-        this.off(name, check);
-        if (timer) clearTimeout(timer);
-        resolve(event);
-      };
-      this.on(name, check);
-      if (timeoutMs != null) {
-        timer = setTimeout(() => {
-          this.off(name, check);
-          reject(new Error(`no ${name} event within ${timeoutMs} ms`));
-        }, timeoutMs);
-      }
-    });
-  }
 }

@@ -21,7 +21,6 @@ import {
   checkCandidate,
 } from "./codec.js";
 
-const STATES = ["new", "connecting", "connected", "disconnected", "failed", "closed"];
 const MAX_QUEUED_CANDIDATES = 100;
 const MAX_CONTROL_MESSAGE = 1 << 20;
 const MAX_REMOTES = 64;
@@ -910,5 +909,3 @@ export class Remote {
     }
   }
 }
-
-export { STATES };

@@ -123,12 +123,6 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
 
     #: "waiting" (no page yet), "started", "error: ..." (for humans and tests).
     state = traitlets.Unicode("waiting").tag(sync=True)
-    #: A unique key per widget: the page finds this model's state by it.
-    key = traitlets.Unicode().tag(sync=True)
-
-    @traitlets.default("key")
-    def _default_key(self) -> str:
-        return uuid.uuid4().hex
 
     def __init__(
         self,
@@ -206,7 +200,6 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         self._owner: str | None = None
         self._started: asyncio.Future[None] | None = None
         self._replies: dict[int, asyncio.Future[Any]] = {}
-        self._reply_owner: dict[int, str] = {}  # seq -> the page that was asked
         self.command_timeout = float(command_timeout)
         self._seq = 0
         self._ops: asyncio.Queue[tuple[str, dict[str, Any], bytes | None]] | None = None
@@ -254,8 +247,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             return future
         self._seq += 1
         seq = self._seq
-        self._replies[seq] = future
-        self._reply_owner[seq] = self._owner
+        self._replies[seq] = future  # asked of the owner page, which answers or unloads
         # A page that froze, or closed without a word, never answers: bound every command.
         timer = loop.call_later(
             self.command_timeout,
@@ -272,7 +264,6 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
 
     def _fail_reply(self, seq: int, message: str) -> None:
         future = self._replies.pop(seq, None)
-        self._reply_owner.pop(seq, None)
         if future is not None and not future.done():
             future.set_exception(PeerixError("UNKNOWN_ERROR", message))
 
@@ -360,7 +351,6 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             if not future.done():
                 future.set_exception(PeerixError("UNKNOWN_ERROR", "the BrowserPeer was closed"))
         self._replies.clear()
-        self._reply_owner.clear()
         loop = running_loop()
         if loop is not None:
             loop.create_task(self._tasks.cancel_all())
@@ -400,9 +390,8 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         count_views(self._views, frontend, content)
         if content.get("unload") and frontend == self._owner:
             self._owner = None  # that page (and its peer) is gone, and will not answer
-            for seq, asked in list(self._reply_owner.items()):
-                if asked == frontend:
-                    self._fail_reply(seq, "the page running the BrowserPeer was closed")
+            for seq in list(self._replies):  # every command went to the owner
+                self._fail_reply(seq, "the page running the BrowserPeer was closed")
         if self._owner is None and self._views:
             # The first page that shows the widget runs the peer; others stand by.
             self._owner = next(iter(self._views))
@@ -417,9 +406,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         return config
 
     def _on_reply(self, content: dict[str, Any]) -> None:
-        seq = int(content.get("seq", -1))
-        self._reply_owner.pop(seq, None)
-        future = self._replies.pop(seq, None)
+        future = self._replies.pop(int(content.get("seq", -1)), None)
         if future is None or future.done():
             return
         if content.get("ok"):
@@ -463,11 +450,8 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             self.events.room = self.room
         error = None
         if raw.get("error"):
-            error = PeerixError.wrap(
-                PeerixError(
-                    raw["error"].get("code") or "UNKNOWN_ERROR", raw["error"].get("message") or ""
-                ),
-                "UNKNOWN_ERROR",
+            error = PeerixError(
+                raw["error"].get("code") or "UNKNOWN_ERROR", raw["error"].get("message") or ""
             )
         payload: Any = None
         if name == "channel:message":

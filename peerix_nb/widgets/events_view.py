@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
+from ..events import group_of
 from ._common import Coalesce, Resources, describe
 
 if TYPE_CHECKING:
@@ -52,10 +53,6 @@ def table_row(row: dict[str, Any]) -> list[Any]:
 
 def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
-
-
-def group_of(event_name: str) -> str:
-    return event_name.partition(":")[0]
 
 
 class EventsView(anywidget.AnyWidget):

@@ -127,8 +127,16 @@ class RoomWidget(ipywidgets.VBox):
         super().__init__([header, self.status, self.roster, self.tiles, bottom], **kwargs)
         self.add_class("peerix-room")
 
-        self.join_button.on_click(self._resources.hop(self._guarded(self.join)))
-        self.leave_button.on_click(self._resources.hop(self._guarded(self.leave)))
+        # hop() runs a click on the home loop and shows (and logs) anything it raises, under
+        # the function's name: never a dead button. ipywidgets passes the button.
+        def join(_button: Any) -> None:
+            self.join()
+
+        def leave(_button: Any) -> None:
+            self.leave()
+
+        self.join_button.on_click(self._resources.hop(join))
+        self.leave_button.on_click(self._resources.hop(leave))
         self._roster = Coalesce(self._resources, self._render_roster, 0.05)
         on = self._resources.on
         on(peer, "connection", self._on_connection)
@@ -323,15 +331,6 @@ class RoomWidget(ipywidgets.VBox):
         self.room_field.disabled = self.name_field.disabled = joined or bool(busy)
 
     # -- errors -----------------------------------------------------------------------------
-    def _guarded(self, action: Any) -> Any:
-        def on_click(_button: Any) -> None:
-            try:
-                action()
-            except Exception as error:  # never a dead button
-                self._show_error(error, action.__name__)
-
-        return on_click
-
     def _task_done(self) -> None:
         self._busy = ""
         self._render_status()

@@ -42,7 +42,7 @@ from ..media import (
     Tap,
     TapTrack,
     read_stamp,
-    tap_for,
+    relayed,
 )
 from ._common import Resources, count_views, describe, logger, running_loop
 
@@ -375,8 +375,10 @@ class VideoView(anywidget.AnyWidget):
 
     async def _show(self, track: MediaStreamTrack) -> bool:
         """Push frames of `track` until it ends (True) or something changed (False)."""
-        tap = tap_for(track)
-        sub = self._sub = tap.subscribe()
+        # relayed(): a reader of a remote track ends when that track ends, though the tap
+        # keeps draining its transceiver for the next one (which may be another stream).
+        sub = self._sub = relayed(track)
+        tap = sub.tap
         self._set_status("live", "")
         try:
             await self._push_frames(sub)
@@ -387,10 +389,9 @@ class VideoView(anywidget.AnyWidget):
             sub.stop()
             self._sub = None
             self._inflight.clear()
+            # A local tap ends by itself once nobody reads it (media.Tap), after the frame in
+            # flight: closing it here would cancel that read, and with it a from_frames() source.
             ended = tap.ended or track.readyState == "ended"
-            if not tap.subscribers and not tap.ended:
-                # nobody else reads it (a local track we previewed): stop draining the source
-                await tap.aclose()
         return ended
 
     async def _push_frames(self, sub: TapTrack) -> None:

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from peerix_nb.nats_server import free_port
 
 CHROMIUM = Path(os.environ.get("PEERIX_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -50,24 +51,24 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _require_browser() -> None:
+def browser_missing() -> str | None:
+    """Why a browser run cannot happen here (None: it can); bench/_lab.py asks too."""
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
-        reason = "Playwright for Python is not installed (pip install -e '.[test]')"
-    else:
-        if CHROMIUM.exists():
-            return
-        reason = f"{CHROMIUM} not found (apt-get install -y chromium)"
+        return "Playwright for Python is not installed (pip install -e '.[test]')"
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found (apt-get install -y chromium)"
+    return None
+
+
+def _require_browser() -> None:
+    reason = browser_missing()
+    if reason is None:
+        return
     if os.environ.get("PEERIX_REQUIRE_BROWSER") == "1":
         pytest.fail(f"PEERIX_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(f"browser tests need Chromium: {reason}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -118,7 +119,7 @@ def run_jupyter_lab(base: Path, root: Path) -> Iterator[tuple[LabServer, subproc
         "IPYTHONDIR": str(base / "ipython"),
         "PYTHONUNBUFFERED": "1",
     }
-    port, token = _free_port(), uuid.uuid4().hex
+    port, token = free_port(), uuid.uuid4().hex
     with (base / "lab.log").open("wb") as log:
         process = subprocess.Popen(
             [
@@ -340,14 +341,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-@contextlib.contextmanager
-def lab_page(request: pytest.FixtureRequest, browser: Any, server: LabServer) -> Iterator[Lab]:
-    """A fresh page of `browser` on `server`, as a `Lab`; on exit a failed test gets a
-    screenshot, the page's console is saved and the kernels are stopped."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
+    """A fresh browser page on the session's JupyterLab; on a failure a screenshot, always the
+    page's console; kernels are stopped afterwards."""
+    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
-    helper = Lab(page, server, request.node.name)
+    helper = Lab(page, lab_server, request.node.name)
     try:
         yield helper
     finally:
@@ -357,11 +358,4 @@ def lab_page(request: pytest.FixtureRequest, browser: Any, server: LabServer) ->
                 helper.screenshot(page, "failure")
         helper.save_console()
         context.close()
-        server.shutdown_kernels()
-
-
-@pytest.fixture
-def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
-    """A fresh browser page on the session's JupyterLab; kernels are stopped afterwards."""
-    with lab_page(request, chromium, lab_server) as helper:
-        yield helper
+        lab_server.shutdown_kernels()

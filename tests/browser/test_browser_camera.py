@@ -5,53 +5,24 @@ CameraStream opens Chromium's fake camera (`--use-fake-device-for-media-stream`,
 pattern; `--use-fake-ui-for-media-stream` grants the permission), `camera_stream()` pulls its
 frames into the kernel, ada publishes them, and bob reads them as numpy arrays.
 
-Chromium is launched here with those two flags (the session's `chromium` fixture has none), so
-this module has its own browser; the JupyterLab server is the session's.
+Both flags are among the browser tests' CHROMIUM_ARGS (conftest.py), so the session's browser
+and JupyterLab serve here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
-from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS, Lab, lab_page
+from tests.browser.conftest import Lab
 from tests.browser.lab_notebooks import cell_with, open_notebook, output_of, run_all_but_last
 
 pytestmark = pytest.mark.browser
 
 NOTEBOOK = "05-browser-camera.ipynb"
-FAKE_CAMERA = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
-
-
-@pytest.fixture(scope="module")
-def camera_browser(lab_server: Any) -> Iterator[Any]:
-    """Headless Chromium with a fake camera, for this module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[*CHROMIUM_ARGS, *(flag for flag in FAKE_CAMERA if flag not in CHROMIUM_ARGS)],
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-@pytest.fixture
-def camera_lab(
-    request: pytest.FixtureRequest, camera_browser: Any, lab_server: Any
-) -> Iterator[Lab]:
-    with lab_page(request, camera_browser, lab_server) as helper:
-        yield helper
 
 
 @pytest.mark.timeout(180)
-def test_browser_camera_frames_reach_the_second_peer(camera_lab: Lab) -> None:
-    lab = camera_lab
+def test_browser_camera_frames_reach_the_second_peer(lab: Lab) -> None:
     page = lab.page
     open_notebook(lab, NOTEBOOK)
     last = run_all_but_last(lab, timeout=120)
