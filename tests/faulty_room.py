@@ -76,7 +76,7 @@ class FaultyDriver(MemoryDriver):
         except PeerixError:
             decoded = None
         if decoded is not None and decoded.type == JOIN and self.active:
-            handlers = self._subscribers.get(self.key(namespace), ())
+            handlers = self._subscribers.of(self._subscribers.key(namespace))
             record = JoinRecord(
                 sender=decoded.sender,
                 direct=len(namespace) > 1,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import av
@@ -224,6 +224,34 @@ async def test_video_preview_of_a_generator_source_leaves_it_usable() -> None:
         array = await asyncio.wait_for(later.__anext__(), 5)
     assert array.shape == (120, 160, 3)
     stream.stop()
+
+
+async def test_video_looks_for_stamps_again_on_a_new_source() -> None:
+    """Past 30 unstamped frames the view stops reading stamps; a synthetic() source set
+    afterwards must still get its capture-to-screen latency."""
+    plain = from_frames(lambda i, t: np.zeros((120, 160, 3), np.uint8), fps=200)
+    view = VideoView(plain)
+    browser(view, {"type": "rendered", "frontend": "page", "views": 1})
+
+    async def ack_until(condition: Callable[[], bool]) -> None:
+        async def acking() -> bool:
+            if view.in_flight:
+                seq = frames(view)[-1][0]["seq"]
+                browser(view, {"type": "ack", "frontend": "page", "seq": seq, "delay": 0})
+            return condition()
+
+        deadline = time.monotonic() + 10
+        while not await acking():
+            assert time.monotonic() < deadline, "condition not met in time"
+            await asyncio.sleep(0.005)
+
+    await ack_until(lambda: view.frames_sent > 35)
+    stamped = synthetic(audio=False, width=160, height=120)
+    view.set_source(stamped)
+    await ack_until(lambda: view.stats["latency_kind"] == "e2e")
+    view.close()
+    plain.stop()
+    stamped.stop()
 
 
 async def test_video_says_when_no_view_rendered_in_time() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import anywidget
 import traitlets
 
-from ..drivers.base import Driver, MessageHandler
+from ..drivers.base import Driver, MessageHandler, Subscribers
 from ..errors import PeerixError
 from ..home import HomeLoop, on_home
 from ..widgets._common import count_views, logger
@@ -61,7 +61,7 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
         if not isinstance(name, str) or not name:
             raise ValueError(f"BroadcastChannel name must be a non-empty string, got {name!r}")
         super().__init__(name=name, **kwargs)
-        self._subscribers: dict[str, list[MessageHandler]] = {}
+        self._subscribers = Subscribers()
         self._views: dict[str, int] = {}  # page (frontend id) -> views on it
         self._owner: str | None = None  # the page that relays
         self._warned = False
@@ -73,31 +73,20 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
         self.on_msg(on_home(self._home, self._on_browser_message))
 
     # -- Driver API -------------------------------------------------------------------------
-    @staticmethod
-    def channel_key(namespace: Sequence[str]) -> str:
-        """What is posted with a message: the namespace parts joined by ':'."""
-        return ":".join(namespace)
-
     async def subscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
-        key = self.channel_key(namespace)
-        self._subscribers.setdefault(key, []).append(handler)
+        self._subscribers.add(namespace, handler)
         self._sync_keys()
         self._warn_inactive()
 
     async def unsubscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
-        key = self.channel_key(namespace)
-        handlers = self._subscribers.get(key)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            if not handlers:
-                del self._subscribers[key]
+        if self._subscribers.remove(namespace, handler):
             self._sync_keys()
 
     async def dispatch(self, namespace: Sequence[str], message: bytes) -> None:
         if not self.active:
             self._warn_inactive()
             return
-        key = self.channel_key(namespace)
+        key = Subscribers.key(namespace)  # what is posted with the message
         data = bytes(message)
         self._deliver_soon(key, data)  # peers of this kernel sharing the driver
         self.messages_out += 1
@@ -114,11 +103,11 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
 
     def subscriber_count(self) -> int:
         """How many (namespace, handler) subscriptions exist."""
-        return sum(len(h) for h in self._subscribers.values())
+        return self._subscribers.count()
 
     # -- delivery ---------------------------------------------------------------------------
     def _deliver_soon(self, key: str, data: bytes) -> None:
-        handlers = list(self._subscribers.get(key, ()))
+        handlers = self._subscribers.of(key)
         if not handlers:
             return
         try:
@@ -142,7 +131,7 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
             self.report_error(error)
 
     def _sync_keys(self) -> None:
-        keys = sorted(self._subscribers)
+        keys = self._subscribers.keys()
         if keys != list(self.subscribed):
             self.subscribed = keys
 

@@ -12,6 +12,43 @@ from ..events import Emitter, Event
 MessageHandler = Callable[[bytes], Any]
 
 
+class Subscribers:
+    """Handlers by namespace key (the parts joined by ":"): the registry of the drivers that
+    deliver locally (MemoryDriver, BroadcastChannelDriver; the JS drivers share one too)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, list[MessageHandler]] = {}
+
+    @staticmethod
+    def key(namespace: Sequence[str]) -> str:
+        return ":".join(namespace)
+
+    def add(self, namespace: Sequence[str], handler: MessageHandler) -> None:
+        self._by_key.setdefault(self.key(namespace), []).append(handler)
+
+    def remove(self, namespace: Sequence[str], handler: MessageHandler) -> bool:
+        """Forget one subscription of `handler` (False: there was none)."""
+        key = self.key(namespace)
+        handlers = self._by_key.get(key)
+        if not handlers or handler not in handlers:
+            return False
+        handlers.remove(handler)
+        if not handlers:
+            del self._by_key[key]
+        return True
+
+    def of(self, key: str) -> list[MessageHandler]:
+        """A copy of the handlers of `key` (delivery may change the registry)."""
+        return list(self._by_key.get(key, ()))
+
+    def keys(self) -> list[str]:
+        return sorted(self._by_key)
+
+    def count(self) -> int:
+        """How many (namespace, handler) subscriptions exist; handy to check for leaks."""
+        return sum(len(h) for h in self._by_key.values())
+
+
 class Driver(Emitter):
     """Moves opaque byte messages between peers, by namespace (a list of string parts).
 

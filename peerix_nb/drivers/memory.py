@@ -6,7 +6,7 @@ import asyncio
 import random
 from collections.abc import Sequence
 
-from .base import Driver, MessageHandler
+from .base import Driver, MessageHandler, Subscribers
 
 
 class MemoryDriver(Driver):
@@ -42,29 +42,20 @@ class MemoryDriver(Driver):
         self.loss = float(loss)
         self.duplicate = float(duplicate)
         self._random = random.Random(seed)
-        self._subscribers: dict[str, list[MessageHandler]] = {}
+        self._subscribers = Subscribers()
         self.set_active(True)
 
-    @staticmethod
-    def key(namespace: Sequence[str]) -> str:
-        return ":".join(namespace)
-
     async def subscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
-        self._subscribers.setdefault(self.key(namespace), []).append(handler)
+        self._subscribers.add(namespace, handler)
 
     async def unsubscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
-        key = self.key(namespace)
-        handlers = self._subscribers.get(key)
-        if handlers and handler in handlers:
-            handlers.remove(handler)
-            if not handlers:
-                del self._subscribers[key]
+        self._subscribers.remove(namespace, handler)
 
     async def dispatch(self, namespace: Sequence[str], message: bytes) -> None:
         if not self.active:
             return
         loop = asyncio.get_running_loop()
-        for handler in list(self._subscribers.get(self.key(namespace), ())):
+        for handler in self._subscribers.of(Subscribers.key(namespace)):
             copies = 1
             if self.loss and self._random.random() < self.loss:
                 copies = 0
@@ -93,4 +84,4 @@ class MemoryDriver(Driver):
 
     def subscriber_count(self) -> int:
         """How many (namespace, handler) subscriptions exist; handy to check for leaks."""
-        return sum(len(h) for h in self._subscribers.values())
+        return self._subscribers.count()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import pathlib
 import time
 from collections import OrderedDict, deque
@@ -36,6 +35,7 @@ import numpy as np
 import traitlets
 
 from ..media import (
+    VIDEO_TIME_BASE,
     MediaStream,
     MediaStreamError,
     MediaStreamTrack,
@@ -70,7 +70,7 @@ class JpegEncoder:
             context = av.CodecContext.create("mjpeg", "w")
             context.width, context.height = size
             context.pix_fmt = "yuvj420p"
-            context.time_base = fractions.Fraction(1, 90_000)
+            context.time_base = VIDEO_TIME_BASE
             context.options = {"qmin": str(self.qscale), "qmax": str(self.qscale)}
             self._context, self._size = context, size
         image = frame.reformat(width=size[0], height=size[1], format="yuvj420p")
@@ -379,6 +379,7 @@ class VideoView(anywidget.AnyWidget):
         # keeps draining its transceiver for the next one (which may be another stream).
         sub = self._sub = relayed(track)
         tap = sub.tap
+        self._stamp_misses = 0  # a new track may carry stamps (a synthetic() one)
         self._set_status("live", "")
         try:
             await self._push_frames(sub)
