@@ -8,14 +8,7 @@
 // page the kernel chose ({type: "own", to}) opens the channel: two pages showing one kernel's
 // widget would otherwise post every message twice and echo each other's posts back.
 
-
-function newId() {
-  try {
-    return crypto.randomUUID();
-  } catch {
-    return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-  }
-}
+import { randomId } from "./ids.js";
 
 function bytesOf(data) {
   if (data instanceof Uint8Array) return data;
@@ -25,7 +18,7 @@ function bytesOf(data) {
 }
 
 function createWidget() {
-  const frontend = newId();
+  const frontend = randomId();
   const views = new Set();
   let model = null;
   let channel = null;

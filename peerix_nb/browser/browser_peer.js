@@ -17,14 +17,7 @@ import { Driver, BroadcastChannelDriver, NatsDriver } from "./drivers.js";
 import { NatsConnection } from "./nats.js";
 import { Peer } from "./peer.js";
 import { PeerixError, toBytes } from "./codec.js";
-
-function newId() {
-  try {
-    return crypto.randomUUID();
-  } catch {
-    return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-  }
-}
+import { randomId } from "./ids.js";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -119,7 +112,7 @@ function serialize(event) {
 }
 
 function createWidget() {
-  const frontend = newId(); // this page
+  const frontend = randomId(); // this page
   const views = new Set();
   const tiles = new Map(); // key -> {key, title, stream, local}
   const chat = []; // {name, text, self}

@@ -20,20 +20,13 @@ import {
   SignalingCodec,
   checkCandidate,
 } from "./codec.js";
+import { randomId } from "./ids.js";
 
 const MAX_QUEUED_CANDIDATES = 100;
 const MAX_CONTROL_MESSAGE = 1 << 20;
 const MAX_REMOTES = 64;
 /** How long a held offer (the glare test knob) waits for the remote's offer. */
 const HOLD_OFFER_MS = 5000;
-
-function randomId() {
-  try {
-    return crypto.randomUUID();
-  } catch {
-    return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
-  }
-}
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 

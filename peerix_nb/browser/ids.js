@@ -1,0 +1,9 @@
+// Random ids for peers and pages (crypto.randomUUID needs a secure context: fall back).
+
+export function randomId() {
+  try {
+    return crypto.randomUUID();
+  } catch {
+    return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  }
+}
