@@ -170,6 +170,11 @@ class SenderTrack(MediaStreamTrack):
                 if source is self._source:  # the published track ended: idle, keep the sender
                     self._source = None
                     source.stop()
+            finally:
+                # Idling with these set would keep the unpublished source alive: the finished
+                # read holds its MediaStreamError, whose traceback holds the old subscriber,
+                # its tap, the tap's last frame and the source track.
+                del pending, source
 
     def stop(self) -> None:
         super().stop()

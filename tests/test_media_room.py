@@ -4,7 +4,9 @@ fan-out to several remotes, frames as numpy, m-line reuse (PROTOCOL.md "Media").
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import weakref
 
 import pytest
 
@@ -256,3 +258,28 @@ async def test_an_unpublished_local_source_is_no_longer_read():
     await asyncio.sleep(0.5)  # a negative check needs a window: 7 frames at 15 fps if still read
     assert tap.frames_received <= before + 1
     await leave_all([a, b])
+
+
+async def test_an_unpublished_and_dropped_stream_is_freed_while_the_connection_lives():
+    # The sender's wrapper track kept its last finished read (a task whose MediaStreamError
+    # traceback held the old subscriber, its tap, the tap's last frame and the source) while
+    # it idled: a dropped stream lived until the next publish (found by tests/test_soak.py,
+    # where the count of live Taps depended on timing).
+    a, b = await room(2)
+    try:
+        for _ in range(3):
+            stream = media.synthetic(**SMALL)
+            first = asyncio.ensure_future(b.wait_for("media:first-frame", timeout=10))
+            await a.publish(stream, label="cam")
+            await first  # frames flowed through the sender's wrapper
+            await a.unpublish("cam")
+            await wait_until([b], lambda: no_stream(b, a, "cam"))
+            taps = [media.tap_for(track) for track in stream.tracks]
+            await asyncio.wait_for(asyncio.wait({tap._task for tap in taps}), 5)
+            dropped = [weakref.ref(track) for track in stream.tracks]
+            del stream, taps
+            gc.collect()
+            assert [ref() for ref in dropped] == [None, None], "an unpublished stream is held"
+        assert a.connections[b.id].connection.connectionState == "connected"
+    finally:
+        await leave_all([a, b])
