@@ -1,4 +1,5 @@
-"""The browser peer's JavaScript without a browser: codec bytes, bundling, SDP helpers.
+"""The browser peer's JavaScript without a browser: codec bytes, bundling, SDP helpers, and
+the remote-stream label logic.
 
 Node (>= 18 has CompressionStream and WebCrypto, like browsers) imports the package's ES
 modules directly and must produce and accept the same bytes as the Python codec and the
@@ -134,6 +135,52 @@ def test_js_codec_matches_vectors_and_python(tmp_path: Path) -> None:
             "0": {"streamId": "", "trackId": ""},
         },
     }
+
+
+LABELS_SCRIPT = r"""
+import { Remote } from "PEER";
+// Node has no WebRTC: the smallest MediaStream and RTCPeerConnection _syncIncoming reads.
+globalThis.MediaStream = class { constructor() { this.tracks = []; }
+  addTrack(t) { this.tracks.push(t); } removeTrack(t) { this.tracks = this.tracks.filter((x) => x !== t); }
+  getTracks() { return this.tracks; } };
+const events = [];
+const remote = Object.create(Remote.prototype);
+Object.assign(remote, { id: "b", streams: new Map(), _labels: {}, _incoming: new Map(),
+  peer: { _emit: (name, f) => events.push([name, f.label ?? null]) } });
+const video = { receiver: { track: { kind: "video", id: "t2" } }, mid: "1", currentDirection: "recvonly" };
+const sdp = (msid) => "v=0\r\nm=application 9 UDP\r\na=mid:0\r\nm=video 9 UDP\r\na=mid:1\r\n" + msid;
+const pc = { signalingState: "stable", getTransceivers: () => [video] };
+remote.pc = pc;
+const seen = () => ({ events: events.splice(0), streams: [...remote.streams.keys()] });
+const out = [];
+// 1. b's stream s2 first arrives in b's ANSWER (after a glare): no label map yet.
+pc.remoteDescription = { sdp: sdp("a=msid:s2 t2\r\n") };
+remote._syncIncoming(); out.push(seen());
+// 2. b's next OFFER names it: announced again under its label, once.
+remote._labels = { s2: "two" };
+remote._syncIncoming(); out.push(seen());
+remote._syncIncoming(); out.push(seen());
+// 3. b unpublishes it: removed under the label it now has.
+video.currentDirection = "inactive";
+remote._syncIncoming(); out.push(seen());
+console.log(JSON.stringify(out));
+"""
+
+
+@needs_node
+def test_js_relabels_a_stream_first_seen_in_an_answer(tmp_path: Path) -> None:
+    """browser/peer.js does what remote.py does (tests/test_soak.py proves it over aiortc): a
+    stream that first arrives in an answer shows under its id until an offer's label map names
+    it, then is announced again under its label, and later leaves under that label."""
+    script = tmp_path / "labels.mjs"
+    script.write_text(LABELS_SCRIPT.replace("PEER", (JS / "peer.js").as_uri()))
+    run = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    answer, offer, again, gone = json.loads(run.stdout)
+    assert answer == {"events": [["stream:add", "s2"], ["track:add", "s2"]], "streams": ["s2"]}
+    assert offer == {"events": [["stream:remove", "s2"], ["stream:add", "two"]], "streams": ["two"]}
+    assert again == {"events": [], "streams": ["two"]}
+    assert gone == {"events": [["track:remove", "two"], ["stream:remove", "two"]], "streams": []}
 
 
 @needs_node
