@@ -309,19 +309,6 @@ class Lab:
                         f"cell {i} raised {out.get('ename')}: {out.get('evalue')}\n{tb}"
                     )
 
-    def wait_output(self, index: int, text: str, timeout: float = 60) -> str:
-        """Wait until cell `index` has printed `text`; returns its whole output."""
-        deadline = time.monotonic() + timeout
-        self.page.wait_for_function(
-            """([i, text]) => {
-                const c = window.jupyterapp.shell.currentWidget.content.widgets[i];
-                return JSON.stringify(c.model.outputs.toJSON()).includes(text);
-            }""",
-            arg=[index, text],
-            timeout=max(1.0, deadline - time.monotonic()) * 1000,
-        )
-        return self.output_text(index)
-
     # -- artifacts ----------------------------------------------------------------------------
     def screenshot(self, target: Any, label: str) -> bytes:
         """A PNG of a locator (or the page), saved as artifacts/browser/<test>-<label>.png."""
