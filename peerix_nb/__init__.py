@@ -40,3 +40,8 @@ def __getattr__(name: str) -> object:
 
         return NatsDriver
     raise AttributeError(f"module 'peerix_nb' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    # Tab completion (`peerix_nb.Na<Tab>`) lists the lazily imported NatsDriver too.
+    return sorted([*globals(), "NatsDriver"])

@@ -107,6 +107,15 @@ async def test_room_and_direct_messages_on_the_protocol_subjects(
     assert a_direct.seen == [] and a_room.seen == [payload]
 
 
+def test_the_package_offers_natsdriver_lazily_and_to_tab_completion() -> None:
+    import peerix_nb
+
+    assert peerix_nb.NatsDriver is NatsDriver  # DESIGN.md: `from peerix_nb import NatsDriver`
+    assert "NatsDriver" in dir(peerix_nb) and "Peer" in dir(peerix_nb)
+    with pytest.raises(AttributeError, match="no attribute 'NatsDrive'"):
+        peerix_nb.NatsDrive  # noqa: B018
+
+
 async def test_lazy_connect_and_active_flag(nats_server: launcher.NatsServer) -> None:
     driver = NatsDriver(nats_server.url)
     events = record_events(driver)
