@@ -157,6 +157,7 @@ class Peer(Observable):
         self._early_candidates: dict[str, list[dict[str, Any]]] = {}
         self._namespaces: list[list[str]] = []
         self._join_task: asyncio.Task[None] | None = None
+        self._join_room = ""  # the room of the current or pending join
 
     @property
     def ice_servers(self) -> Any:
@@ -214,7 +215,13 @@ class Peer(Observable):
         if size > MAX_METADATA_BYTES:
             raise ValueError(f"metadata is {size} bytes as JSON; the limit is {MAX_METADATA_BYTES}")
         if self.joined or self._join_task is not None:
+            if room != self._join_room:  # silently staying in the other room would mislead
+                raise RuntimeError(
+                    f"this peer is already in room {self._join_room!r} (a peer is in one room at"
+                    f" a time): await peer.leave() before joining {room!r}"
+                )
             return self._join_task or self._start(_noop(), "join")
+        self._join_room = room
         self._join_task = self._start(self._join(room, metadata, verify), "join")
         return self._join_task
 

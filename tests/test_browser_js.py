@@ -183,6 +183,51 @@ def test_js_relabels_a_stream_first_seen_in_an_answer(tmp_path: Path) -> None:
     assert gone == {"events": [["track:remove", "two"], ["stream:remove", "two"]], "streams": []}
 
 
+JOIN_SCRIPT = r"""
+import { Peer } from "PEER";
+import { BroadcastChannelDriver } from "DRIVERS";
+const driver = new BroadcastChannelDriver("join-test");  // Node has BroadcastChannel too
+const peer = new Peer({ id: "solo", driver });
+const out = {};
+const first = peer.join("x");
+const second = peer.join("x");  // while joining: waits for that join, subscribes nothing more
+try { await peer.join("y"); out.other = "joined"; } catch (e) { out.other = `${e.code}: ${e.message}`; }
+await Promise.all([first, second]);
+out.subscriptions = [...driver._subs.map.values()].map((handlers) => handlers.length);
+try { await peer.join("y"); out.otherJoined = "joined"; } catch (e) { out.otherJoined = e.code; }
+out.again = await peer.join("x");
+out.room = peer.room;
+await peer.leave();
+await peer.join("y");
+out.afterLeave = peer.room;
+await peer.leave();
+driver.close();
+console.log(JSON.stringify(out));
+"""
+
+
+@needs_node
+def test_js_join_is_one_room_at_a_time(tmp_path: Path) -> None:
+    """browser/peer.js agrees with Peer.join: the same room again is the same join, another
+    room while in one is an error that says to leave first (it was silently ignored)."""
+    script = tmp_path / "join.mjs"
+    script.write_text(
+        JOIN_SCRIPT.replace("PEER", (JS / "peer.js").as_uri()).replace(
+            "DRIVERS", (JS / "drivers.js").as_uri()
+        )
+    )
+    run = subprocess.run([NODE, str(script)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["subscriptions"] == [1, 1]  # [room] and [room, id], once each
+    assert out["other"] == (
+        'PEER_SIGNALING_ERROR: this peer is already in room "x" (a peer is in one room at a'
+        ' time): leave() before joining "y"'
+    )
+    assert out["otherJoined"] == "PEER_SIGNALING_ERROR"
+    assert out["room"] == "x" and out["afterLeave"] == "y"
+
+
 @needs_node
 @pytest.mark.parametrize("entry", ["browser_peer.js", "broadcast.js"])
 def test_bundles_are_one_valid_module(tmp_path: Path, entry: str) -> None:

@@ -85,12 +85,30 @@ async def test_leave_and_rejoin_reconnects():
 async def test_join_twice_and_leave_twice_are_no_ops():
     a = Peer(driver=MemoryDriver())
     await a.leave()  # not joined: nothing happens
-    await a.join(room="x")
-    await a.join(room="other")
+    first = a.join(room="x")
+    assert a.join(room="x") is first  # while joining: the same join
+    await first
+    await a.join(room="x")  # joined: nothing happens
     assert a.room == "x"
     await a.leave()
     await a.leave()
     assert not a.joined
+
+
+async def test_joining_another_room_while_in_one_says_so():
+    # It used to do nothing: the peer stayed in `x` while the caller believed it was in `y`.
+    a = Peer(driver=MemoryDriver())
+    pending = a.join(room="x")
+    with pytest.raises(RuntimeError, match=r"already in room 'x'.*leave\(\) before joining 'y'"):
+        a.join(room="y")  # while the join to x is still running
+    await pending
+    with pytest.raises(RuntimeError, match="already in room 'x'"):
+        a.join(room="y")
+    assert a.room == "x" and a.joined
+    await a.leave()
+    await a.join(room="y")  # after leave() the other room is fine
+    assert a.room == "y"
+    await a.leave()
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])

@@ -133,6 +133,7 @@ export class Peer extends Emitter {
     this.room = "";
     this.metadata = null;
     this.joined = false;
+    this._joining = null; // the pending join(), so a second call waits for it
     this.connections = new Map(); // remote id -> Remote
     this.channels = new Map(); // label -> options, for current and future remotes
     this.streams = new Map(); // label -> MediaStream we publish
@@ -168,9 +169,21 @@ export class Peer extends Emitter {
   // -- joining and leaving ------------------------------------------------------------------
   async join(room = "default", metadata = null) {
     if (typeof room !== "string" || !room) throw new PeerixError("PEER_SIGNALING_ERROR", "room must be a non-empty string");
-    if (this.joined) return;
+    if (this.joined || this._joining) {
+      // One room at a time, as in peer.py: silently staying in the other room would mislead.
+      if (room !== this.room) {
+        throw new PeerixError("PEER_SIGNALING_ERROR",
+          `this peer is already in room ${JSON.stringify(this.room)} (a peer is in one room at a time): leave() before joining ${JSON.stringify(room)}`);
+      }
+      return this._joining || undefined;
+    }
     this.room = room;
     this.metadata = metadata;
+    this._joining = this._join(room).finally(() => { this._joining = null; });
+    return this._joining;
+  }
+
+  async _join(room) {
     this._namespaces = [await this.codec.namespace([room]), await this.codec.namespace([room, this.id])];
     await this.driver.subscribe(this._namespaces[0], this._onRoom);
     await this.driver.subscribe(this._namespaces[1], this._onDirect);
