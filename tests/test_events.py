@@ -7,7 +7,7 @@ import asyncio
 import pandas as pd
 import pytest
 
-from peerix_nb import Event, EventLog, Peer, PeerixError
+from peerix_nb import Event, EventLog, MemoryDriver, Peer, PeerixError, events
 from peerix_nb.events import Emitter
 
 
@@ -50,6 +50,24 @@ def test_bad_subscriptions_are_rejected():
         emitter.on("", print)
     with pytest.raises(TypeError):
         emitter.on("x", "not callable")  # type: ignore[arg-type]
+
+
+async def test_a_peer_refuses_event_names_it_never_emits():
+    # A misspelt name used to be accepted and simply never fire: a silent trap in a notebook.
+    peer = Peer(driver=MemoryDriver())
+    with pytest.raises(ValueError, match=r"'conection'; did you mean 'connection'\?"):
+        peer.on("conection", print)
+    with pytest.raises(ValueError, match=r"did you mean 'stream:add'\?"):
+        peer.once("stream:added", print)
+    with pytest.raises(ValueError, match=r"no peer event is called 'zzz'\. Events are"):
+        await peer.wait_for("zzz", timeout=5)  # at once, not after the timeout
+    assert list(peer._emitter._handlers) == ["*"]  # only the EventLog's: nothing was added
+    for name in ("*", "connection", "connection:disconnected", "signal:rollback", "error"):
+        peer.on(name, print)
+        peer.off(name, print)
+    # every listed group and event name is subscribable, and they are all `group[:action]`
+    assert all(events.group_of(n) in events.EVENTS for n in events.EVENT_NAMES - {"*"})
+    assert Emitter().on("custom", print)  # a plain Emitter (drivers) takes any name
 
 
 async def test_async_handlers_and_failing_handlers_become_error_events():

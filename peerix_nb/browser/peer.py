@@ -33,7 +33,7 @@ import traitlets
 
 from ..drivers.base import Driver
 from ..errors import PeerixError
-from ..events import Emitter, Event, Observable, TaskOwner
+from ..events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from ..home import HomeLoop, on_home
 from ..log import EventLog
 from ..signaling import MAX_METADATA_BYTES, to_json
@@ -194,7 +194,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         self.events = EventLog(id)
         self.events.room = room
         self._tasks = TaskOwner(self._task_failed)
-        self._emitter = Emitter(self._tasks)
+        self._emitter = Emitter(self._tasks, EVENT_NAMES)
         self._emitter.on("*", self.events.record)
         self._views: dict[str, int] = {}
         self._owner: str | None = None
