@@ -8,6 +8,8 @@ are real (aiortc over a MemoryDriver), as in test_peer.py.
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -430,6 +432,20 @@ async def test_room_widget_shows_errors_raised_at_once_and_later() -> None:
     assert not broken.join_button.disabled
     widget.close()
     broken.close()
+
+
+@pytest.mark.parametrize("widget", [RoomWidget, ChatBox, EventsView])
+async def test_widgets_given_something_else_than_a_peer_say_so(
+    widget: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # They used to fail deep inside (AttributeError: 'str' object has no attribute 'on'), and a
+    # half-made RoomWidget raised again from its __del__ when collected.
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    with pytest.raises(TypeError, match=rf"^{widget.__name__} needs a peerix_nb Peer.*, got str$"):
+        widget("lobby")
+    gc.collect()
+    assert unraisable == []
 
 
 async def test_room_widget_shows_peer_error_events_and_closes_cleanly() -> None:

@@ -33,6 +33,21 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
+def check_peer(peer: object, widget: str, *, browser_peer: bool = False) -> None:
+    """Refuse what is not a peer, naming it: `RoomWidget(5)` must not fail deep inside.
+
+    With `browser_peer`, a BrowserPeer (its events and EventLog) is accepted too."""
+    from ..log import EventLog
+    from ..peer import Peer
+
+    if isinstance(peer, Peer):
+        return
+    if browser_peer and isinstance(getattr(peer, "events", None), EventLog):
+        return
+    wanted = "a peerix_nb Peer or BrowserPeer" if browser_peer else "a peerix_nb Peer"
+    raise TypeError(f"{widget} needs {wanted}, got {type(peer).__name__}")
+
+
 def escape(value: object) -> str:
     """HTML-escape anything for ipywidgets.HTML values."""
     return html.escape("" if value is None else str(value), quote=True)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from ._common import Resources, describe, display_name, running_loop
+from ._common import Resources, check_peer, describe, display_name, running_loop
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -46,6 +46,7 @@ class ChatBox(anywidget.AnyWidget):
         open_channel: bool = True,
         **kwargs: Any,
     ) -> None:
+        check_peer(peer, "ChatBox")
         if not isinstance(label, str) or not label:
             raise ValueError(f"label must be a non-empty channel label, got {label!r}")
         super().__init__(label=label, **kwargs)

@@ -16,7 +16,7 @@ import anywidget
 import traitlets
 
 from ..events import group_of
-from ._common import Coalesce, Resources, describe
+from ._common import Coalesce, Resources, check_peer, describe
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -86,6 +86,7 @@ class EventsView(anywidget.AnyWidget):
         refresh: float = 0.2,
         **kwargs: Any,
     ) -> None:
+        check_peer(peer, "EventsView", browser_peer=True)
         if not isinstance(last, int) or last < 1:
             raise ValueError(f"last must be a positive number of rows, got {last!r}")
         super().__init__(

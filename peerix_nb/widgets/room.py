@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
-from ._common import Coalesce, Resources, describe, display_name, escape, logger
+from ._common import Coalesce, Resources, check_peer, describe, display_name, escape, logger
 from .chat import ChatBox
 from .events_view import EventsView
 from .video import VideoView
@@ -69,6 +69,7 @@ class RoomWidget(ipywidgets.VBox):
         tile_width: str = "320px",
         **kwargs: Any,
     ) -> None:
+        check_peer(peer, "RoomWidget")
         self.peer = peer
         self.label = label
         self.tile_width = tile_width
@@ -181,6 +182,9 @@ class RoomWidget(ipywidgets.VBox):
 
     def close(self) -> None:
         """Close the widget and everything it shows (the Peer stays in its room)."""
+        if not hasattr(self, "events_view"):  # __init__ raised: nothing of ours to undo
+            super().close()
+            return
         self._resources.close()
         for tile in self._tiles.values():
             tile.close()
