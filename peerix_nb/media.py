@@ -18,6 +18,7 @@ import fractions
 import inspect
 import logging
 import math
+import numbers
 import os
 import time
 import uuid
@@ -294,8 +295,15 @@ class _Pacer:
     than one period resumes from now instead of catching up."""
 
     def __init__(self, rate: float) -> None:
-        if not rate > 0 or math.isinf(rate):
-            raise PeerixError("PEER_MEDIASTREAM_ERROR", f"rate must be > 0, got {rate!r}")
+        if (
+            not isinstance(rate, numbers.Real)
+            or isinstance(rate, bool)
+            or not rate > 0
+            or math.isinf(rate)
+        ):
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR", f"rate (fps) must be a number > 0, got {rate!r}"
+            )
         self.period = 1.0 / rate
         self._origin: float | None = None
         self._next = 0.0

@@ -285,6 +285,18 @@ async def test_synthetic_rejects_tiny_frames() -> None:
         media.synthetic(width=40, height=30)
 
 
+@pytest.mark.parametrize("fps", ["30", None, True, 0, -1, float("inf"), float("nan")])
+async def test_sources_reject_a_bad_fps_by_name(fps: object) -> None:
+    # A string used to fail inside the pacer: "'>' not supported between 'str' and 'int'".
+    for make in (
+        lambda: media.synthetic(fps=fps),  # type: ignore[arg-type]
+        lambda: media.from_frames(lambda i, t: np.zeros((72, 96, 3), np.uint8), fps=fps),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(PeerixError, match=r"fps\) must be a number > 0, got"):
+            make()
+    assert media.synthetic(fps=fractions.Fraction(30000, 1001), audio=False)  # NTSC rate
+
+
 # ---------------------------------------------------------------------------------------------
 # VP8 round trips
 
