@@ -104,6 +104,33 @@ def test_signaling_paths() -> None:
         BrowserPeer("")
 
 
+def test_browser_peer_checks_its_options_like_a_peer() -> None:
+    # These went to the page unchecked: `ice_servers="stun:x"` reached the browser's
+    # RTCPeerConnection as a bare string, `channels="chat"` opened channels c, h, a and t.
+    def config(**options: Any) -> dict[str, Any]:
+        return BrowserPeer("r", driver=BroadcastChannelDriver("c"), **options)._config
+
+    assert config(ice_servers="stun:127.0.0.1:3478")["ice_servers"] == [
+        {"urls": "stun:127.0.0.1:3478"}
+    ]
+    turn = {"urls": ["turn:127.0.0.1:3478"], "username": "u", "credential": "p"}
+    assert config(ice_servers=[turn])["ice_servers"] == [turn]
+    assert config()["ice_servers"] == []  # None: no servers, never a public STUN
+    for options, error, message in [
+        ({"ice_servers": 5}, TypeError, "ice_servers must be a list"),
+        ({"ice_servers": ["http://x"]}, ValueError, "must start with stun:"),
+        ({"ice_servers": [{"urls": "turn:x"}]}, ValueError, "needs 'username' and 'credential'"),
+        ({"ice_transport_policy": "any"}, ValueError, "'all' or 'relay'"),
+        ({"connection_timeout": "15"}, ValueError, "connection_timeout must be a number"),
+        ({"channels": "chat"}, TypeError, "channels must be a list of labels"),
+        ({"channels": ["chat", ""]}, ValueError, "channel label must be a non-empty string"),
+        ({"camera_label": ""}, ValueError, "channel label must be a non-empty string"),
+        ({"camera": "yes"}, TypeError, "camera must be True, False or getUserMedia"),
+    ]:
+        with pytest.raises(error, match=message):
+            config(**options)
+
+
 async def test_browser_peer_relays_a_page_into_the_kernel_driver() -> None:
     driver = MemoryDriver()
     bp = BrowserPeer("lobby", driver=driver, id="page-peer", signaling_encryption_key="s3cret")

@@ -31,11 +31,13 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..channels import ChannelOptions
 from ..drivers.base import Driver
 from ..errors import PeerixError
 from ..events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from ..home import HomeLoop, on_home
 from ..log import EventLog
+from ..remote import make_configuration
 from ..signaling import MAX_METADATA_BYTES, to_json
 from ..widgets._common import count_views, describe, logger, running_loop
 from ._bundle import bundle
@@ -105,6 +107,21 @@ def _signaling_path(driver: Any) -> tuple[dict[str, Any], Driver | None]:
     )
 
 
+def _page_ice_servers(ice_servers: Any, ice_transport_policy: str) -> list[dict[str, Any]]:
+    """`ice_servers` as the page's RTCPeerConnection takes them, after the Peer's checks (the
+    same forms are accepted: dicts, URL strings, aiortc RTCIceServers; None is none)."""
+    configuration = make_configuration(ice_servers, ice_transport_policy)
+    servers = []
+    for server in configuration.iceServers or []:
+        entry: dict[str, Any] = {"urls": server.urls}
+        if server.username is not None:
+            entry["username"] = server.username
+        if server.credential is not None:
+            entry["credential"] = server.credential
+        servers.append(entry)
+    return servers
+
+
 class BrowserPeer(Observable, anywidget.AnyWidget):
     """A Peerix peer in the notebook page: camera in, native `<video>` out, chat, events.
 
@@ -156,9 +173,20 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             )
         if len(to_json(metadata)) > MAX_METADATA_BYTES:
             raise ValueError(f"metadata exceeds {MAX_METADATA_BYTES} bytes as JSON")
-        if ice_transport_policy not in ("all", "relay"):
+        # The page gets these as JSON: check them here, with the Peer's own checks, so bad input
+        # fails in the cell that gave it rather than later in the browser's console.
+        page_ice_servers = _page_ice_servers(ice_servers, ice_transport_policy)
+        if not isinstance(connection_timeout, (int, float)) or connection_timeout < 0:
             raise ValueError(
-                f"ice_transport_policy must be 'all' or 'relay', got {ice_transport_policy!r}"
+                f"connection_timeout must be a number of seconds >= 0, got {connection_timeout!r}"
+            )
+        if isinstance(channels, str) or not isinstance(channels, (list, tuple)):
+            raise TypeError(f"channels must be a list of labels, got {channels!r}")
+        for label in [*channels, camera_label, *([chat_label] if chat_label is not None else [])]:
+            ChannelOptions.make(label)  # the label rules of data channels and streams alike
+        if not isinstance(camera, (bool, dict)):
+            raise TypeError(
+                f"camera must be True, False or getUserMedia constraints (a dict), got {camera!r}"
             )
         if not isinstance(command_timeout, (int, float)) or not command_timeout > 0:
             raise ValueError(f"command_timeout must be a positive number, got {command_timeout!r}")
@@ -183,7 +211,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             "channels": list(channels),
             "chat_label": chat_label,
             "autojoin": bool(autojoin),
-            "ice_servers": ice_servers or [],
+            "ice_servers": page_ice_servers,
             "ice_transport_policy": ice_transport_policy,
             "connection_timeout": connection_timeout,
             "compression": bool(signaling_compression),
