@@ -196,8 +196,9 @@ class EventLog:
 
     # -- files ------------------------------------------------------------------------------
     def save(self, path: PathLike, format: str | None = None) -> Path:
-        """Write the log to `path`: Parquet (`.parquet`, or any other name when pyarrow is
-        importable) or JSON lines (`.jsonl`, `.ndjson`, `.json`, or when pyarrow is missing).
+        """Write the log to `path`: Parquet (`.parquet`, `.pq`) or JSON lines (`.jsonl`,
+        `.ndjson`, `.json`); a name without suffix gets Parquet when pyarrow is importable, else
+        JSON lines. Another suffix (`.csv`) raises ValueError unless `format` says which.
 
         Every column round-trips exactly through `EventLog.load`; `detail` is written as text
         (a non-string detail becomes its `str()`). Returns the path written.
@@ -477,13 +478,17 @@ def merge(*sources: EventLog | pd.DataFrame | PathLike | Any) -> pd.DataFrame:
     `EventLog.to_frame()` with categories unioned.
 
     Each source is an EventLog, a Peer, an event DataFrame (e.g. an earlier `merge`) or the
-    path of a file written by `EventLog.save` (logs of other processes). Rows with equal
+    path of a file written by `EventLog.save` (logs of other processes), or a list of them. Rows with equal
     times keep the order of the arguments. Clocks of different machines may disagree: `t`
     stays each peer's own monotonic clock.
     """
     import pandas as pd
 
-    frames = [_frame_of(source) for source in sources]
+    # merge([a, b]) as well as merge(a, b): a list of sources is the natural thing to pass
+    flat = [
+        s for source in sources for s in (source if isinstance(source, list | tuple) else [source])
+    ]
+    frames = [_frame_of(source) for source in flat]
     if not frames:
         return EventLog("").to_frame().iloc[0:0]
     categories = {
@@ -536,6 +541,9 @@ def _frame_of(source: Any) -> pd.DataFrame:
 # -- files ------------------------------------------------------------------------------------
 
 _JSON_SUFFIXES = (".jsonl", ".ndjson", ".json")
+_PARQUET_SUFFIXES = (".parquet", ".pq")
+#: What every saved row has, whatever else is missing (None is written as null).
+_ROW_KEYS = frozenset({"time", "t", "peer", "event"})
 
 
 def _has_pyarrow() -> bool:
@@ -553,8 +561,15 @@ def _format(path: Path, format: str | None) -> str:
         fmt = format
     elif path.suffix.lower() in _JSON_SUFFIXES:
         fmt = "jsonl"
-    elif path.suffix.lower() == ".parquet":
+    elif path.suffix.lower() in _PARQUET_SUFFIXES:
         fmt = "parquet"
+    elif path.suffix:
+        # `save("ada.csv")` wrote Parquet bytes under a .csv name: refuse what we cannot honour.
+        raise ValueError(
+            f"cannot tell the format of {path.name!r} from its suffix: EventLog files are"
+            " Parquet (.parquet) or JSON lines (.jsonl, .ndjson, .json), or pass"
+            " format='parquet' or 'jsonl'; for CSV use log.to_frame().to_csv(path)"
+        )
     else:
         fmt = "parquet" if _has_pyarrow() else "jsonl"
     if fmt == "parquet" and not _has_pyarrow():
@@ -588,7 +603,13 @@ def _read_logs(path: Path, format: str | None) -> list[EventLog]:
             fmt = "parquet" if f.read(4) == b"PAR1" else "jsonl"
     if fmt == "parquet":
         _format(path, "parquet")
-        frame = pd.read_parquet(path, engine="pyarrow")
+        try:
+            frame = pd.read_parquet(path, engine="pyarrow")
+        except Exception as error:  # pyarrow's own errors (ArrowInvalid, ...) name no file
+            raise ValueError(f"{path}: not a readable Parquet file: {error}") from None
+        missing = [name for name in COLUMNS if name not in frame.columns]
+        if missing:
+            raise ValueError(f"{path}: not an event log (no column {', '.join(missing)})")
         times = pd.to_datetime(frame["time"], utc=True).dt.as_unit("ns").astype("int64").tolist()
         columns = {name: _values(frame[name]) for name in COLUMNS[1:]}
     else:
@@ -597,9 +618,15 @@ def _read_logs(path: Path, format: str | None) -> list[EventLog]:
             for number, line in enumerate(f, 1):
                 if line.strip():
                     try:
-                        records.append(json.loads(line))
+                        record = json.loads(line)
                     except ValueError as error:
                         raise ValueError(f"{path}:{number}: not a JSON line: {error}") from None
+                    if not isinstance(record, dict) or not record.keys() >= _ROW_KEYS:
+                        raise ValueError(
+                            f"{path}:{number}: not an event row (needs"
+                            f" {', '.join(sorted(_ROW_KEYS))}): {line.strip()[:80]}"
+                        )
+                    records.append(record)
         raw = [r.get("time") for r in records]
         if all(isinstance(v, int) for v in raw):
             times = raw

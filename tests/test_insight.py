@@ -185,6 +185,37 @@ def test_save_load_edge_cases(tmp_path):
     assert set(merge(both).peer) == {"solo", "other"}
 
 
+def test_save_load_and_merge_name_the_file_and_the_problem(tmp_path):
+    # save("x.csv") wrote Parquet bytes under a .csv name; a foreign file failed in pyarrow
+    # (ArrowInvalid) or in float(None); merge([a, b]) was refused as "got list".
+    log = EventLog("solo")
+    log.record(Event(name="room:join", detail="lobby"))
+    with pytest.raises(ValueError, match=r"'x.csv'.*for CSV use log.to_frame\(\).to_csv"):
+        log.save(tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+    as_json = log.save(tmp_path / "x.log", format="jsonl")  # format= decides for any name
+    assert EventLog.load(as_json, format="jsonl").to_frame().event.tolist() == ["room:join"]
+    bare = log.save(tmp_path / "bare")  # no suffix: Parquet (pyarrow is installed)
+    assert bare.read_bytes()[:4] == b"PAR1" and len(EventLog.load(bare)) == 1
+
+    (tmp_path / "junk.parquet").write_bytes(b"PAR1 and then not parquet at all")
+    with pytest.raises(ValueError, match=r"junk.parquet: not a readable Parquet file"):
+        EventLog.load(tmp_path / "junk.parquet")
+    pd.DataFrame({"a": [1]}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(ValueError, match=r"other.parquet: not an event log \(no column time"):
+        EventLog.load(tmp_path / "other.parquet")
+    (tmp_path / "other.jsonl").write_text(
+        log.save(tmp_path / "ok.jsonl").read_text() + '{"a": 1}\n'
+    )
+    with pytest.raises(ValueError, match=r"other.jsonl:2: not an event row \(needs event, peer"):
+        EventLog.load(tmp_path / "other.jsonl")
+
+    other = EventLog("other")
+    other.record(Event(name="room:join", detail="lobby"))
+    pd.testing.assert_frame_equal(merge([log, other]), merge(log, other))
+    assert merge([]).empty
+
+
 async def test_stats_over_a_data_channel_connection_and_stop_on_leave():
     a, b = await room(2, ids=["a", "b"], channels=["chat"])
     sampler = a.stats(interval=0.1)
