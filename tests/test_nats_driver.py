@@ -116,6 +116,21 @@ def test_the_package_offers_natsdriver_lazily_and_to_tab_completion() -> None:
         peerix_nb.NatsDrive  # noqa: B018
 
 
+def test_bad_server_urls_are_named_at_once() -> None:
+    # "http://x" failed only at join, as "Name or service not known"; 5 as "'int' object is
+    # not iterable".
+    with pytest.raises(ValueError, match=r"'http://127.0.0.1:4222' must start with nats://"):
+        NatsDriver("http://127.0.0.1:4222")
+    with pytest.raises(ValueError, match=r"'https://x' must start"):
+        NatsDriver(["nats://127.0.0.1:4222", "https://x"])
+    with pytest.raises(TypeError, match="servers must be a NATS URL or a list of them, got 5"):
+        NatsDriver(5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="at least one server URL"):
+        NatsDriver([])
+    for ok in ("nats://127.0.0.1:4222", "127.0.0.1:4222", "TLS://h:4222", "ws://h:8080"):
+        assert NatsDriver(ok).servers == [ok]
+
+
 async def test_lazy_connect_and_active_flag(nats_server: launcher.NatsServer) -> None:
     driver = NatsDriver(nats_server.url)
     events = record_events(driver)

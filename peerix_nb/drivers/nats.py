@@ -77,6 +77,10 @@ def _prefix_tokens(prefix: str) -> list[str]:
     return tokens
 
 
+#: URL schemes nats-py connects with.
+_SCHEMES = ("nats", "tls", "ws", "wss")
+
+
 class NatsDriver(Driver):
     """Peerix signaling over NATS: one subscription per (subject, handler), payload = raw bytes.
 
@@ -97,9 +101,20 @@ class NatsDriver(Driver):
         **connect_options: Any,
     ) -> None:
         super().__init__()
+        if not isinstance(servers, str | list | tuple) or not all(
+            isinstance(url, str) for url in servers
+        ):
+            raise TypeError(f"servers must be a NATS URL or a list of them, got {servers!r}")
         self.servers = [servers] if isinstance(servers, str) else list(servers)
         if not self.servers and nc is None:
             raise ValueError("NatsDriver needs at least one server URL")
+        for url in self.servers:
+            # nats-py reads "host:port" as nats://; any other scheme fails later as a DNS error
+            scheme = url.partition("://")[0].lower() if "://" in url else "nats"
+            if scheme not in _SCHEMES:
+                raise ValueError(
+                    f"NATS server URL {url!r} must start with nats://, tls://, ws:// or wss://"
+                )
         self.prefix = prefix
         self._prefix = _prefix_tokens(prefix)
         self._user_nc = nc
