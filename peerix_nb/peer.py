@@ -24,7 +24,13 @@ from .errors import ErrorCode, PeerixError
 from .events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from .home import HomeLoop, running_loop
 from .log import EventLog
-from .remote import MAX_QUEUED_CANDIDATES, RemotePeer, make_configuration, turn_urls
+from .remote import (
+    MAX_CHANNELS,
+    MAX_QUEUED_CANDIDATES,
+    RemotePeer,
+    make_configuration,
+    turn_urls,
+)
 from .signaling import (
     ANSWER,
     CANDIDATE,
@@ -606,6 +612,13 @@ class Peer(Observable):
         options = ChannelOptions.make(
             label, ordered, max_retransmits, max_packet_life_time, protocol
         )
+        if label not in self.channels and len(self.channels) >= MAX_CHANNELS:
+            # The remote would refuse it (remote.MAX_CHANNELS) and only the remote would know.
+            raise PeerixError(
+                "PEER_DATACHANNEL_ERROR",
+                f"cannot open channel {label!r}: a peer opens at most {MAX_CHANNELS} channels"
+                " (remotes refuse more); close() one first",
+            )
         return self._start(self._open(options), "open")
 
     async def _open(self, options: ChannelOptions) -> None:

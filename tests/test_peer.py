@@ -241,6 +241,29 @@ async def test_remote_api_open_send_close():
     await leave_all([a, b])
 
 
+@pytest.mark.parametrize("opener", ["a", "b"])  # "a" < "b": a is impolite, b asks a to create
+async def test_channels_beyond_the_limit_fail_at_the_opener_and_are_refused(opener):
+    # open() beyond remote.MAX_CHANNELS used to return as if it worked: the channel was refused
+    # by whichever side creates channels, and only that side heard of it (an error event there).
+    from peerix_nb.remote import MAX_CHANNELS
+
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    peer, other = (a, b) if opener == "a" else (b, a)
+    errors: list[str] = []
+    other.on("error", lambda e: errors.append(str(e.error)))
+    labels = [f"c{i}" for i in range(MAX_CHANNELS - 1)]  # with "chat": exactly the limit
+    await asyncio.gather(*(peer.open(label) for label in labels))
+    await wait_until([a, b], lambda: all(channels_open([a, b], x) for x in labels), timeout=30)
+    with pytest.raises(PeerixError, match=rf"'one-more': a peer opens at most {MAX_CHANNELS}"):
+        peer.open("one-more")
+    await peer.open("c0", ordered=False)  # a label already open is not a new channel
+    # a remote that asks for more anyway (here: through the per-remote API) is refused
+    await other.connections[peer.id].open("from-the-other-side")
+    await wait_until([other], lambda: any("refused" in m for m in errors))
+    assert "from-the-other-side" not in other.connections[peer.id].channels
+    await leave_all([a, b])
+
+
 async def test_bad_arguments_raise_clear_errors_at_once():
     p = Peer(driver=MemoryDriver())
     with pytest.raises(ValueError, match="room"):
