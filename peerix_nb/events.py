@@ -316,4 +316,17 @@ class Observable:
         self, name: str, where: Callable[[Event], bool] | None = None, timeout: float | None = None
     ) -> Event:
         """Wait for the next event `name` for which `where(event)` is true."""
-        return await self._emitter.wait_for(name, where, timeout)
+        try:
+            return await self._emitter.wait_for(name, where, timeout)
+        except TimeoutError as error:
+            # The classic mistake: waiting for an event that already came. Say so when it did.
+            log = getattr(self, "events", None)
+            ago = log.seconds_since(name) if log is not None else None
+            if ago is None or ago < (timeout or 0):
+                raise
+            checked = " (not checked against `where`)" if where is not None else ""
+            raise TimeoutError(
+                f"{error}; one came {ago:.1f} s before this wait began{checked}: wait_for() waits"
+                " for the next one, so start waiting before the step that causes it"
+                " (task = asyncio.ensure_future(peer.wait_for(...)), then act, then await task)"
+            ) from None

@@ -128,6 +128,16 @@ class EventLog:
     def _as_dict(self, row: tuple[Any, ...]) -> dict[str, Any]:
         return dict(zip(COLUMNS, (row[0], row[1], self.peer, *row[2:]), strict=True))
 
+    def seconds_since(self, name: str) -> float | None:
+        """Seconds since the newest row of event `name` (or of any event of group `name`, or
+        of any event for `*`), by the log's own clock; None if there is none."""
+        group = not any(c in name for c in ":*")
+        for row in reversed(self._rows):
+            event = row[4]
+            if name == "*" or event == name or (group and event.partition(":")[0] == name):
+                return self.now() - row[1]
+        return None
+
     def tail(self, n: int) -> list[dict[str, Any]]:
         """The last `n` rows as dicts (like iterating the log), oldest first; O(n), not O(log)."""
         newest = list(itertools.islice(reversed(self._rows), max(n, 0)))

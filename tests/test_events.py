@@ -70,6 +70,20 @@ async def test_a_peer_refuses_event_names_it_never_emits():
     assert Emitter().on("custom", print)  # a plain Emitter (drivers) takes any name
 
 
+async def test_wait_for_an_event_that_already_came_says_so():
+    # The classic mistake (`await peer.join(...)`, then `await peer.wait_for("room:join")`) used to
+    # end in a bare "no 'room:join' event within 0.2 s".
+    peer = Peer(driver=MemoryDriver())
+    await peer.join(room="lobby")
+    with pytest.raises(TimeoutError, match=r"one came \d+\.\d s before this wait began: wait_for"):
+        await peer.wait_for("room:join", timeout=0.2)
+    with pytest.raises(TimeoutError, match=r"began \(not checked against `where`\)"):
+        await peer.wait_for("room", lambda e: e.detail == "other", timeout=0.2)  # a group too
+    with pytest.raises(TimeoutError, match=r"^no 'room:leave' event within 0.2 s$"):
+        await peer.wait_for("room:leave", timeout=0.2)  # never came: nothing to add
+    await peer.leave()
+
+
 async def test_async_handlers_and_failing_handlers_become_error_events():
     peer = Peer()
     errors, done = [], asyncio.Event()
