@@ -126,6 +126,7 @@ def test_browser_peer_checks_its_options_like_a_peer() -> None:
         ({"channels": ["chat", ""]}, ValueError, "channel label must be a non-empty string"),
         ({"camera_label": ""}, ValueError, "channel label must be a non-empty string"),
         ({"camera": "yes"}, TypeError, "camera must be True, False or getUserMedia"),
+        ({"cam": True}, TypeError, r"unexpected keyword argument 'cam' \(did you mean 'camera'"),
     ]:
         with pytest.raises(error, match=message):
             config(**options)

@@ -448,6 +448,28 @@ async def test_widgets_given_something_else_than_a_peer_say_so(
     assert unraisable == []
 
 
+async def test_widgets_refuse_keyword_arguments_they_do_not_have() -> None:
+    # traitlets only warns about them (a DeprecationWarning a notebook hides): VideoView(s, fps=5)
+    # quietly ran at 30 fps.
+    peer, stream = Peer(driver=MemoryDriver()), synthetic(audio=False, width=96, height=72)
+    for make, message in [
+        (
+            lambda: VideoView(stream, fps=5),
+            r"^VideoView\(\) got an unexpected keyword argument"
+            r" 'fps' \(did you mean 'max_fps'\?\)$",
+        ),
+        (lambda: RoomWidget(peer, rooom="x"), r"'rooom' \(did you mean 'room'\?\)"),
+        (lambda: ChatBox(peer, lable="x"), r"'lable' \(did you mean 'label'\?\)"),
+        (lambda: EventsView(peer, lastt=5), r"'lastt' \(did you mean 'last'\?\)"),
+    ]:
+        with pytest.raises(TypeError, match=message):
+            make()
+    view = VideoView(stream, layout={"width": "200px"})  # a trait of every widget is fine
+    assert view.layout.width == "200px"
+    view.close()
+    stream.stop()
+
+
 async def test_room_widget_shows_peer_error_events_and_closes_cleanly() -> None:
     a, b = await room(2, channels=["chat"])
 

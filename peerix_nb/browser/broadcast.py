@@ -28,7 +28,7 @@ import traitlets
 from ..drivers.base import Driver, MessageHandler, Subscribers
 from ..errors import PeerixError
 from ..home import HomeLoop, on_home
-from ..widgets._common import count_views, logger
+from ..widgets._common import check_options, count_views, logger
 from ._bundle import bundle
 
 
@@ -60,6 +60,7 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
     def __init__(self, name: str = "peerix", **kwargs: Any) -> None:
         if not isinstance(name, str) or not name:
             raise ValueError(f"BroadcastChannel name must be a non-empty string, got {name!r}")
+        check_options(type(self), kwargs)
         super().__init__(name=name, **kwargs)
         self._subscribers = Subscribers()
         self._views: dict[str, int] = {}  # page (frontend id) -> views on it

@@ -39,7 +39,7 @@ from ..home import HomeLoop, on_home
 from ..log import EventLog
 from ..remote import make_configuration
 from ..signaling import MAX_METADATA_BYTES, to_json
-from ..widgets._common import count_views, describe, logger, running_loop
+from ..widgets._common import check_options, count_views, describe, logger, running_loop
 from ._bundle import bundle
 from .broadcast import BroadcastChannelDriver
 
@@ -191,6 +191,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         if not isinstance(command_timeout, (int, float)) or not command_timeout > 0:
             raise ValueError(f"command_timeout must be a positive number, got {command_timeout!r}")
         spec, relay = _signaling_path(driver)
+        check_options(type(self), kwargs)
         super().__init__(**kwargs)
         self.id = id
         self.room = room

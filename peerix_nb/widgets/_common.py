@@ -9,7 +9,9 @@ handlers removed from the Peer. A failing task is never silent: it goes to the w
 from __future__ import annotations
 
 import asyncio
+import difflib
 import html
+import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
@@ -46,6 +48,21 @@ def check_peer(peer: object, widget: str, *, browser_peer: bool = False) -> None
         return
     wanted = "a peerix_nb Peer or BrowserPeer" if browser_peer else "a peerix_nb Peer"
     raise TypeError(f"{widget} needs {wanted}, got {type(peer).__name__}")
+
+
+def check_options(widget: type, options: dict[str, Any]) -> None:
+    """Refuse keyword arguments that are neither a parameter nor a trait of `widget`.
+
+    traitlets only warns about them, with a DeprecationWarning that a notebook does not show,
+    so `VideoView(stream, fps=10)` would silently do nothing."""
+    traits = set(widget.class_trait_names())  # type: ignore[attr-defined]
+    unknown = [name for name in options if name not in traits]
+    if not unknown:
+        return
+    known = sorted(traits | set(inspect.signature(widget.__init__).parameters) - {"self"})
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise TypeError(f"{widget.__name__}() got an unexpected keyword argument {unknown[0]!r}{hint}")
 
 
 def escape(value: object) -> str:

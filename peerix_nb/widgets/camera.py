@@ -34,6 +34,7 @@ import traitlets
 from ipywidgets import widget_serialization
 
 from ..media import MediaStream, from_frames
+from ._common import check_options
 
 if TYPE_CHECKING:
     import ipywebrtc
@@ -98,6 +99,7 @@ class CameraFrames(anywidget.AnyWidget):
             raise ValueError(f"format must be one of {', '.join(DECODERS)}, got {format!r}")
         if not 0 < quality <= 1:
             raise ValueError(f"quality must be in (0, 1], got {quality!r}")
+        check_options(type(self), kwargs)
         super().__init__(camera=camera, **kwargs)
         self.format = format
         self.quality = quality

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import anywidget
 import traitlets
 
-from ._common import Resources, check_peer, describe, display_name, running_loop
+from ._common import Resources, check_options, check_peer, describe, display_name, running_loop
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -49,6 +49,7 @@ class ChatBox(anywidget.AnyWidget):
         check_peer(peer, "ChatBox")
         if not isinstance(label, str) or not label:
             raise ValueError(f"label must be a non-empty channel label, got {label!r}")
+        check_options(type(self), kwargs)
         super().__init__(label=label, **kwargs)
         self.peer = peer
         self.name = name

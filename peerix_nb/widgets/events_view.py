@@ -16,7 +16,7 @@ import anywidget
 import traitlets
 
 from ..events import group_of
-from ._common import Coalesce, Resources, check_peer, describe
+from ._common import Coalesce, Resources, check_options, check_peer, describe
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -87,6 +87,7 @@ class EventsView(anywidget.AnyWidget):
         **kwargs: Any,
     ) -> None:
         check_peer(peer, "EventsView", browser_peer=True)
+        check_options(type(self), kwargs)
         if not isinstance(last, int) or last < 1:
             raise ValueError(f"last must be a positive number of rows, got {last!r}")
         super().__init__(

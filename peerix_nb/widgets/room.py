@@ -12,7 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets
 
-from ._common import Coalesce, Resources, check_peer, describe, display_name, escape, logger
+from ._common import (
+    Coalesce,
+    Resources,
+    check_options,
+    check_peer,
+    describe,
+    display_name,
+    escape,
+    logger,
+)
 from .chat import ChatBox
 from .events_view import EventsView
 from .video import VideoView
@@ -70,6 +79,7 @@ class RoomWidget(ipywidgets.VBox):
         **kwargs: Any,
     ) -> None:
         check_peer(peer, "RoomWidget")
+        check_options(type(self), kwargs)
         self.peer = peer
         self.label = label
         self.tile_width = tile_width

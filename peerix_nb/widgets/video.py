@@ -44,7 +44,7 @@ from ..media import (
     read_stamp,
     relayed,
 )
-from ._common import Resources, count_views, describe, logger, running_loop
+from ._common import Resources, check_options, count_views, describe, logger, running_loop
 
 MAX_IN_FLIGHT = 2
 
@@ -151,6 +151,7 @@ class VideoView(anywidget.AnyWidget):
         if not max_fps > 0:
             raise ValueError(f"max_fps must be > 0, got {max_fps!r}")
         track = video_track(source)  # raises on a bad source before any comm opens
+        check_options(type(self), kwargs)
         super().__init__(max_fps=float(max_fps), title=title, **kwargs)
         self.ack_timeout = ack_timeout
         self.rendered_timeout = rendered_timeout
