@@ -448,7 +448,7 @@ async def test_widgets_given_something_else_than_a_peer_say_so(
     assert unraisable == []
 
 
-async def test_widgets_refuse_keyword_arguments_they_do_not_have() -> None:
+async def test_widgets_refuse_keyword_arguments_they_do_not_have_and_bad_values() -> None:
     # traitlets only warns about them (a DeprecationWarning a notebook hides): VideoView(s, fps=5)
     # quietly ran at 30 fps.
     peer, stream = Peer(driver=MemoryDriver()), synthetic(audio=False, width=96, height=72)
@@ -464,6 +464,16 @@ async def test_widgets_refuse_keyword_arguments_they_do_not_have() -> None:
     ]:
         with pytest.raises(TypeError, match=message):
             make()
+    for bad, message in [
+        ({"max_fps": "30"}, "max_fps must be a number > 0, got '30'"),
+        ({"max_fps": 0}, "max_fps must be a number > 0"),
+        ({"ack_timeout": -1}, "ack_timeout must be a number > 0"),
+        ({"rendered_timeout": None}, "rendered_timeout must be a number > 0"),
+        ({"qscale": 1}, "qscale must be an integer from 2"),
+        ({"qscale": 4.5}, "qscale must be an integer from 2"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            VideoView(stream, **bad)
     view = VideoView(stream, layout={"width": "200px"})  # a trait of every widget is fine
     assert view.layout.width == "200px"
     view.close()

@@ -148,8 +148,17 @@ class VideoView(anywidget.AnyWidget):
         qscale: int = 5,
         **kwargs: Any,
     ) -> None:
-        if not max_fps > 0:
-            raise ValueError(f"max_fps must be > 0, got {max_fps!r}")
+        for name, value in (
+            ("max_fps", max_fps),
+            ("ack_timeout", ack_timeout),
+            ("rendered_timeout", rendered_timeout),
+        ):
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name} must be a number > 0, got {value!r}")
+        if not isinstance(qscale, int) or isinstance(qscale, bool) or not 2 <= qscale <= 31:
+            raise ValueError(
+                f"qscale must be an integer from 2 (best) to 31 (smallest), got {qscale!r}"
+            )
         track = video_track(source)  # raises on a bad source before any comm opens
         check_options(type(self), kwargs)
         super().__init__(max_fps=float(max_fps), title=title, **kwargs)
