@@ -61,7 +61,11 @@ def _axes(ax: Axes | None, width: float, height: float) -> Axes:
     then dropped from pyplot's list, so that Jupyter shows it once, as the returned value,
     and not a second time when the cell ends.
     """
+    from matplotlib.axes import Axes
+
     if ax is not None:
+        if not isinstance(ax, Axes):
+            raise TypeError(f"ax must be matplotlib Axes (e.g. from plt.subplots()), got {ax!r}")
         return ax
     import matplotlib.pyplot as plt
 
@@ -332,7 +336,16 @@ def stats(
     """
     import pandas as pd
 
-    frame = source if isinstance(source, pd.DataFrame) else source.to_frame()
+    from .stats import StatsSampler
+
+    if isinstance(source, pd.DataFrame):
+        frame = source
+    elif isinstance(source, StatsSampler):
+        frame = source.to_frame()
+    else:
+        raise TypeError(
+            f"plot.stats() needs a StatsSampler (peer.stats()) or its to_frame(), got {source!r}"
+        )
     if metric not in frame.columns or metric in ("time", "t", "peer", "remote", "kind", "state"):
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])][1:]
         raise ValueError(f"unknown metric {metric!r}; one of {', '.join(numeric)}")

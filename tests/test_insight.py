@@ -12,7 +12,7 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from peerix_nb import Event, EventLog, Peer, StatsSampler, media, merge, plot
+from peerix_nb import Event, EventLog, MemoryDriver, Peer, StatsSampler, media, merge, plot
 from peerix_nb.log import timing
 from peerix_nb.signaling import ANSWER
 from tests.util import DropFirst, channels_open, leave_all, room, wait_until
@@ -214,6 +214,20 @@ def test_save_load_and_merge_name_the_file_and_the_problem(tmp_path):
     other.record(Event(name="room:join", detail="lobby"))
     pd.testing.assert_frame_equal(merge([log, other]), merge(log, other))
     assert merge([]).empty
+
+
+async def test_plots_name_a_wrong_source_or_axes():
+    # plot.stats(5) failed with "'int' object has no attribute 'to_frame'", ax=5 with "'int'
+    # object has no attribute 'text'".
+    peer = Peer(driver=MemoryDriver())
+    with pytest.raises(TypeError, match=r"plot.stats\(\) needs a StatsSampler .*got 5"):
+        plot.stats(5)
+    for draw in (plot.timeline, plot.sequence):
+        with pytest.raises(TypeError, match=r"ax must be matplotlib Axes .*got 'left'"):
+            draw(peer.events, ax="left")
+    sampler = peer.stats(interval=1)
+    assert plot.stats(sampler) is not None  # no samples yet: an empty chart, not an error
+    sampler.stop()
 
 
 async def test_stats_over_a_data_channel_connection_and_stop_on_leave():
