@@ -691,9 +691,19 @@ class Peer(Observable):
             raise PeerixError(
                 "PEER_MEDIASTREAM_ERROR", f"stream label must be a non-empty string, got {label!r}"
             )
+        ended = [track for track in stream.tracks if track.readyState != "live"]
+        if ended:
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR",
+                f"cannot publish {label!r}: its {ended[0].kind} track {ended[0].id} has ended"
+                " (stopped, or its source finished); publish a new one",
+            )
         current = self.streams.get(label)
         if current is None:
-            self.streams[label] = MediaStream(stream.tracks, id=stream.id)
+            # Remotes name streams by id (the label map of each offer is id -> label): the same
+            # stream under a second label needs an id of its own, or it shows under one label.
+            taken = any(s.id == stream.id for s in self.streams.values())
+            self.streams[label] = MediaStream(stream.tracks, id=None if taken else stream.id)
         else:
             for track in current.tracks:
                 current.remove_track(track)

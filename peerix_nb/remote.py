@@ -876,28 +876,31 @@ class RemotePeer:
         from .media import relayed
 
         pc = self.connection
-        wanted: dict[int, tuple[MediaStreamTrack, str]] = {}
+        # One sender per (track, stream): a track published in two streams (two labels) is
+        # sent twice, once under each stream id, so that the remote shows both.
+        wanted: dict[tuple[int, str], MediaStreamTrack] = {}
         for stream in self._peer.streams.values():
             for track in stream.tracks:
-                wanted[id(track)] = (track, stream.id)
+                wanted[(id(track), stream.id)] = track
         before = {t: (t.direction, out.stream_id) for t, out in self._outgoing.items()}
 
         # 1. Senders whose track is no longer published (or moved to another stream) go idle.
-        assigned: set[int] = set()
+        assigned: set[tuple[int, str]] = set()
         for out in self._outgoing.values():
-            if out.source is None:
+            if out.source is None or out.stream_id is None:
                 continue
-            entry = wanted.get(id(out.source))
-            if entry is None or entry[1] != out.stream_id or id(out.source) in assigned:
+            key = (id(out.source), out.stream_id)
+            if key not in wanted or key in assigned:
                 out.track.set_source(None)
                 out.source = out.stream_id = None
             else:
-                assigned.add(id(out.source))
+                assigned.add(key)
 
         # 2. New tracks take an idle sender of their kind, or a new sendonly transceiver.
-        for key, (track, stream_id) in wanted.items():
+        for key, track in wanted.items():
             if key in assigned:
                 continue
+            stream_id = key[1]
             out = next(
                 (
                     o

@@ -10,7 +10,7 @@ import weakref
 
 import pytest
 
-from peerix_nb import MemoryDriver, Peer, media
+from peerix_nb import MemoryDriver, Peer, PeerixError, media
 from tests.util import Recorder, channels_open, leave_all, room, wait_until
 
 SMALL = {"width": 160, "height": 120, "fps": 15}
@@ -283,3 +283,29 @@ async def test_an_unpublished_and_dropped_stream_is_freed_while_the_connection_l
         assert a.connections[b.id].connection.connectionState == "connected"
     finally:
         await leave_all([a, b])
+
+
+async def test_one_stream_under_two_labels_shows_under_both():
+    # Remotes name streams by id: the second label used to be lost (b showed only "one").
+    a, b = await room(2)
+    stream = media.synthetic(audio=False, **SMALL)
+    await a.publish(stream, label="one")
+    await a.publish(stream, label="two")
+    await wait_until(
+        [b], lambda: has_stream(b, a, "one", {"video"}) and has_stream(b, a, "two", {"video"})
+    )
+    shown = b.connections[a.id].streams
+    assert shown["one"].id == stream.id and shown["two"].id != stream.id
+    await leave_all([a, b])
+    stream.stop()
+
+
+async def test_publishing_an_ended_track_says_so():
+    # It was accepted: the remote got a stream that never delivered a frame.
+    a = Peer(driver=MemoryDriver())
+    stream = media.synthetic(**SMALL)
+    stream.video_tracks[0].stop()
+    with pytest.raises(PeerixError, match=r"cannot publish 'cam': its video track .* has ended"):
+        a.publish(stream, label="cam")
+    assert "cam" not in a.streams
+    stream.stop()
