@@ -121,6 +121,10 @@ class EventLog:
     def __len__(self) -> int:
         return len(self._rows)
 
+    def __repr__(self) -> str:
+        last = f", last {self._rows[-1][4]!r} at t={self._rows[-1][1]:.3f} s" if self._rows else ""
+        return f"<EventLog {self.peer}: {len(self._rows)} rows{last}; to_frame() for a DataFrame>"
+
     def __iter__(self) -> Iterator[dict[str, Any]]:
         for row in list(self._rows):
             yield self._as_dict(row)

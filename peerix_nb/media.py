@@ -353,17 +353,28 @@ class SyntheticVideoTrack(MediaStreamTrack):
 
     def __init__(self, width: int = 640, height: int = 480, fps: float = 30) -> None:
         super().__init__()
+        if not all(
+            isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (width, height)
+        ):
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR",
+                f"synthetic video needs integer width and height, got {width!r}x{height!r}",
+            )
         if width < 2 * STAMP_COLUMNS or height < STAMP_ROWS * _stamp_cell(width) + 2:
             raise PeerixError(
                 "PEER_MEDIASTREAM_ERROR",
                 f"synthetic video needs at least {2 * STAMP_COLUMNS} pixels wide and room for"
                 f" the stamp, got {width}x{height}",
             )
+        width, height = int(width), int(height)
         self.width, self.height, self.fps = width, height, fps
         self._pacer = _Pacer(fps)
         self._pattern = _test_pattern(width, height)
         self._speed = width / 2.0  # pixels per second: one full scroll every 2 s
         self.frames_sent = 0
+
+    def __repr__(self) -> str:
+        return _track_repr(self, f"{self.width}x{self.height} at {float(self.fps):g} fps")
 
     async def recv(self) -> Frame:
         if self.readyState != "live":
@@ -381,6 +392,10 @@ class SyntheticVideoTrack(MediaStreamTrack):
         return frame
 
 
+def _track_repr(track: MediaStreamTrack, what: str) -> str:
+    return f"<{type(track).__name__} {what}, {track.readyState}, id={track.id}>"
+
+
 class ToneTrack(MediaStreamTrack):
     """A sine tone: 48 kHz mono s16 in 20 ms frames, paced in real time."""
 
@@ -392,6 +407,9 @@ class ToneTrack(MediaStreamTrack):
         self.volume = volume
         self._pacer = _Pacer(AUDIO_RATE / AUDIO_SAMPLES)
         self._samples = 0
+
+    def __repr__(self) -> str:
+        return _track_repr(self, f"{self.frequency:g} Hz")
 
     async def recv(self) -> Frame:
         if self.readyState != "live":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import pandas as pd
 import pytest
@@ -165,6 +166,16 @@ def test_event_log_frame_has_schema_dtypes():
         and "PEER_SIGNALING_ERROR" in frame["detail"].tolist()[3]
     )
     assert (frame["room"] == "lobby").all() and (frame["peer"] == "me").all()
+
+
+def test_event_log_repr_says_what_it_holds():
+    log = EventLog("ada")
+    assert repr(log) == "<EventLog ada: 0 rows; to_frame() for a DataFrame>"
+    log.record(Event(name="room:join", detail="lobby"))
+    assert re.fullmatch(
+        r"<EventLog ada: 1 rows, last 'room:join' at t=\d+\.\d{3} s; to_frame\(\) for a DataFrame>",
+        repr(log),
+    )
 
 
 def test_empty_log_frame_and_row_cap():

@@ -294,7 +294,18 @@ async def test_sources_reject_a_bad_fps_by_name(fps: object) -> None:
     ):
         with pytest.raises(PeerixError, match=r"fps\) must be a number > 0, got"):
             make()
-    assert media.synthetic(fps=fractions.Fraction(30000, 1001), audio=False)  # NTSC rate
+    ntsc = media.synthetic(fps=fractions.Fraction(30000, 1001), audio=False)  # NTSC rate
+    assert repr(ntsc.video_tracks[0]).startswith("<SyntheticVideoTrack 640x480 at 29.97 fps, live")
+
+
+async def test_synthetic_sizes_are_integers_and_tracks_say_what_they_are() -> None:
+    with pytest.raises(PeerixError, match=r"integer width and height, got '640'x480"):
+        media.synthetic(width="640")  # type: ignore[arg-type]
+    stream = media.synthetic(width=np.int64(160), height=np.int64(120))  # numpy ints are fine
+    video, audio = stream.video_tracks[0], stream.audio_tracks[0]
+    assert repr(video) == f"<SyntheticVideoTrack 160x120 at 30 fps, live, id={video.id}>"
+    stream.stop()
+    assert repr(audio) == f"<ToneTrack 440 Hz, ended, id={audio.id}>"
 
 
 # ---------------------------------------------------------------------------------------------
