@@ -165,6 +165,8 @@ class StatsSampler:
 
         Raises RuntimeError if the sampler stops first, TimeoutError after `timeout` seconds.
         """
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n must be a positive number of samples, got {n!r}")
         if self._samples >= n:
             return self._samples
         if self._task.done():

@@ -216,7 +216,7 @@ def test_save_load_and_merge_name_the_file_and_the_problem(tmp_path):
     assert merge([]).empty
 
 
-async def test_plots_name_a_wrong_source_or_axes():
+async def test_plots_and_samplers_name_a_wrong_argument():
     # plot.stats(5) failed with "'int' object has no attribute 'to_frame'", ax=5 with "'int'
     # object has no attribute 'text'".
     peer = Peer(driver=MemoryDriver())
@@ -227,6 +227,9 @@ async def test_plots_name_a_wrong_source_or_axes():
             draw(peer.events, ax="left")
     sampler = peer.stats(interval=1)
     assert plot.stats(sampler) is not None  # no samples yet: an empty chart, not an error
+    for n in ("3", 0, 2.5):
+        with pytest.raises(ValueError, match="n must be a positive number of samples"):
+            await sampler.wait_samples(n)  # type: ignore[arg-type]
     sampler.stop()
 
 
