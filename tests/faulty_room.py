@@ -37,6 +37,12 @@ class JoinRecord:
     message: bytes  # kept referenced so that id(message) stays unique while we look it up
     t: float  # time.monotonic() at dispatch
     delivered: set[str] = field(default_factory=set)
+    delivered_at: dict[str, float] = field(default_factory=dict)  # receiver -> last delivery
+
+    def reaches_after(self, t: float) -> bool:
+        """Sent, or delivered to anyone, at or after `t` (with a driver delay, a JOIN sent
+        just before a failure arrives just after it, and is the retry for it)."""
+        return self.t >= t or any(at >= t for at in self.delivered_at.values())
 
     def lost_for(self, receiver: str) -> bool:
         return receiver in self.receivers and receiver not in self.delivered
@@ -91,7 +97,9 @@ class FaultyDriver(MemoryDriver):
     def _deliver(self, handler: MessageHandler, message: bytes) -> None:
         record = self._pending.get(id(message))
         if record is not None and record.message is message:
-            record.delivered.add(_owner(handler))
+            owner = _owner(handler)
+            record.delivered.add(owner)
+            record.delivered_at[owner] = time.monotonic()
         super()._deliver(handler, message)
 
     def joins_between(self, a: str, b: str) -> list[JoinRecord]:

@@ -102,10 +102,13 @@ async def test_faulty_room_ends_connected_or_failed_and_never_hangs(fault: Fault
         assert attempt.seconds <= TIMEOUT + 0.75, attempt
 
     # Failed -> retried: a JOIN between the two follows (the direct JOIN of PROTOCOL.md, from
-    # either side: a side whose remote already started over does not send its own).
+    # either side: a side whose remote already started over does not send its own). "Follows"
+    # is sent or delivered after the failure: with 200 ms of delay, the remote's JOIN sent just
+    # before arrives just after, within the failed side's random 0-1 s wait, and is the retry
+    # (the check by send time alone failed about 1 run in 30 at delay200-loss20%-dup20%-seed3).
     for row in outcome.timeline.named("connection:failed"):
         joins = outcome.driver.joins_between(row.peer, row.remote)
-        assert any(j.t >= row.t for j in joins), f"no retry after {row}"
+        assert any(j.reaches_after(row.t) for j in joins), f"no retry after {row}"
 
     # What is not connected is exactly what lost its last JOIN: nothing else is left undone.
     assert outcome.closed_pairs == outcome.lost_join_pairs
