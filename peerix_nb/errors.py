@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Literal, get_args
 
 ErrorCode = Literal[
@@ -39,3 +41,9 @@ class PeerixError(Exception):
             return error
         text = str(error) or type(error).__name__
         return cls(code, f"{type(error).__name__}: {text}", cause=error)
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice nearest to a misspelt `name` (for "did you mean ...?" hints), or None."""
+    matches = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None

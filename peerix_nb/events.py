@@ -8,17 +8,17 @@ everything (the EventLog subscribes that way, like any user would).
 from __future__ import annotations
 
 import asyncio
-import difflib
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .errors import PeerixError
+from .errors import PeerixError, closest
 from .home import running_loop
 
 if TYPE_CHECKING:
+    from .log import EventLog
     from .remote import RemotePeer
 
 logger = logging.getLogger("peerix_nb")
@@ -56,8 +56,8 @@ EVENT_NAMES = frozenset(
 
 def unknown_event(name: str) -> ValueError:
     """The error for an event name no peer emits, with the closest known one if any."""
-    close = difflib.get_close_matches(name, sorted(EVENT_NAMES), n=1, cutoff=0.6)
-    hint = f"; did you mean {close[0]!r}?" if close else "."
+    near = closest(name, EVENT_NAMES)
+    hint = f"; did you mean {near!r}?" if near else "."
     return ValueError(
         f"no peer event is called {name!r}{hint} Events are `group:action` (see"
         f" peerix_nb.events.EVENTS); a group ({', '.join(EVENTS)}) gets all of its events,"
@@ -299,6 +299,7 @@ class Observable:
     """`on`/`once`/`off`/`wait_for` for an object whose events come from `self._emitter`."""
 
     _emitter: Emitter
+    events: EventLog  # what it emitted: wait_for() reads it to explain a timeout
 
     def on(self, name: str, handler: Handler | None = None) -> Any:
         """Call `handler(event)` for `name` (`connection`, `channel:message`, ...); also a decorator."""
@@ -320,8 +321,7 @@ class Observable:
             return await self._emitter.wait_for(name, where, timeout)
         except TimeoutError as error:
             # The classic mistake: waiting for an event that already came. Say so when it did.
-            log = getattr(self, "events", None)
-            ago = log.seconds_since(name) if log is not None else None
+            ago = self.events.seconds_since(name)
             if ago is None or ago < (timeout or 0):
                 raise
             checked = " (not checked against `where`)" if where is not None else ""

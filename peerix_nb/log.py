@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .events import Event
+from .events import Event, group_of
 
 if TYPE_CHECKING:
     import matplotlib.axes
@@ -138,7 +138,7 @@ class EventLog:
         group = not any(c in name for c in ":*")
         for row in reversed(self._rows):
             event = row[4]
-            if name == "*" or event == name or (group and event.partition(":")[0] == name):
+            if name == "*" or event == name or (group and group_of(event) == name):
                 return self.now() - row[1]
         return None
 

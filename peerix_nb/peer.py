@@ -28,6 +28,7 @@ from .remote import (
     MAX_CHANNELS,
     MAX_QUEUED_CANDIDATES,
     RemotePeer,
+    check_connection_timeout,
     make_configuration,
     turn_urls,
 )
@@ -120,10 +121,7 @@ class Peer(Observable):
             )
         if driver is not None and not isinstance(driver, Driver):
             raise TypeError(f"driver must be a peerix_nb Driver, got {type(driver).__name__}")
-        if not isinstance(connection_timeout, (int, float)) or connection_timeout < 0:
-            raise ValueError(
-                f"connection_timeout must be a number of seconds >= 0, got {connection_timeout!r}"
-            )
+        connection_timeout = check_connection_timeout(connection_timeout)
         self.id = id
         self.driver: Driver = driver if driver is not None else default_driver()
         if not isinstance(max_remotes, int) or max_remotes < 1:

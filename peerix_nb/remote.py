@@ -63,6 +63,13 @@ _UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
+def check_connection_timeout(value: Any) -> float:
+    """`connection_timeout` in seconds (0 = none), checked for Peer and BrowserPeer alike."""
+    if not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"connection_timeout must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
 def make_configuration(ice_servers: Any, ice_transport_policy: str) -> RTCConfiguration:
     """RTCConfiguration for every connection of a peer; never aiortc's default public STUN.
 

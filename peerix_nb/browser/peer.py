@@ -37,7 +37,7 @@ from ..errors import PeerixError
 from ..events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from ..home import HomeLoop, on_home
 from ..log import EventLog
-from ..remote import make_configuration
+from ..remote import check_connection_timeout, make_configuration
 from ..signaling import MAX_METADATA_BYTES, to_json
 from ..widgets._common import check_options, count_views, describe, logger, running_loop
 from ._bundle import bundle
@@ -176,10 +176,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         # The page gets these as JSON: check them here, with the Peer's own checks, so bad input
         # fails in the cell that gave it rather than later in the browser's console.
         page_ice_servers = _page_ice_servers(ice_servers, ice_transport_policy)
-        if not isinstance(connection_timeout, (int, float)) or connection_timeout < 0:
-            raise ValueError(
-                f"connection_timeout must be a number of seconds >= 0, got {connection_timeout!r}"
-            )
+        connection_timeout = check_connection_timeout(connection_timeout)
         if isinstance(channels, str) or not isinstance(channels, (list, tuple)):
             raise TypeError(f"channels must be a list of labels, got {channels!r}")
         for label in [*channels, camera_label, *([chat_label] if chat_label is not None else [])]:

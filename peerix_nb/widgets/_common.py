@@ -9,13 +9,13 @@ handlers removed from the Peer. A failing task is never silent: it goes to the w
 from __future__ import annotations
 
 import asyncio
-import difflib
 import html
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from ..errors import closest
 from ..events import TaskOwner
 from ..home import HomeLoop, on_home, running_loop
 
@@ -59,9 +59,9 @@ def check_options(widget: type, options: dict[str, Any]) -> None:
     unknown = [name for name in options if name not in traits]
     if not unknown:
         return
-    known = sorted(traits | set(inspect.signature(widget.__init__).parameters) - {"self"})
-    close = difflib.get_close_matches(unknown[0], known, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    known = traits | set(inspect.signature(widget.__init__).parameters) - {"self"}
+    near = closest(unknown[0], known)
+    hint = f" (did you mean {near!r}?)" if near else ""
     raise TypeError(f"{widget.__name__}() got an unexpected keyword argument {unknown[0]!r}{hint}")
 
 
