@@ -9,6 +9,7 @@
 // widget would otherwise post every message twice and echo each other's posts back.
 
 import { randomId } from "./ids.js";
+import { followModel } from "./model.js";
 
 function bytesOf(data) {
   if (data instanceof Uint8Array) return data;
@@ -72,12 +73,9 @@ function createWidget() {
   return {
     initialize(ctx) {
       model = ctx.model;
-      model.on("msg:custom", onMessage);
-      const bye = () => send({ type: "views", views: 0, unload: true });
-      window.addEventListener("pagehide", bye);
+      const unfollow = followModel(model, onMessage, send);
       return () => {
-        window.removeEventListener("pagehide", bye);
-        model.off("msg:custom", onMessage);
+        unfollow();
         shut();
       };
     },

@@ -18,6 +18,7 @@ import { NatsConnection } from "./nats.js";
 import { Peer } from "./peer.js";
 import { PeerixError, toBytes } from "./codec.js";
 import { randomId } from "./ids.js";
+import { followModel } from "./model.js";
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -412,12 +413,9 @@ function createWidget() {
   return {
     initialize(ctx) {
       model = ctx.model;
-      model.on("msg:custom", onMessage);
-      const bye = () => send({ type: "views", views: 0, unload: true });
-      window.addEventListener("pagehide", bye);
+      const unfollow = followModel(model, onMessage, send);
       return () => {
-        window.removeEventListener("pagehide", bye);
-        model.off("msg:custom", onMessage);
+        unfollow();
         if (peer) peer.leave().catch(() => {}).finally(() => driver && driver.close());
         if (localStream) for (const track of localStream.getTracks()) track.stop();
       };

@@ -258,15 +258,19 @@ class Lab:
 
     def run_cell(self, index: int, timeout: float = 60) -> None:
         """Run code cell `index` (0-based among all cells) and wait until it has finished."""
+        self.execute_at(index, "notebook:run-cell")
+        self.wait_cells_done([index], timeout)
+
+    def execute_at(self, index: int, command: str) -> None:
+        """Make cell `index` the active one and start notebook `command` there (not waited)."""
         self.page.evaluate(
-            """(i) => {
+            """([i, command]) => {
                 const nb = window.jupyterapp.shell.currentWidget.content;
                 nb.activeCellIndex = i;
-                void window.jupyterapp.commands.execute('notebook:run-cell');
+                void window.jupyterapp.commands.execute(command);
             }""",
-            index,
+            [index, command],
         )
-        self.wait_cells_done([index], timeout)
 
     def wait_cells_done(self, indices: list[int] | None = None, timeout: float = 60) -> None:
         """Wait until the given code cells (default: all) have run and the kernel is idle."""
@@ -315,6 +319,22 @@ class Lab:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{self.name}-{label}.png"
         return target.screenshot(path=str(path))
+
+    def wait_frames(self, view: Any, more: int) -> None:
+        """Wait until the VideoView element `view` (a Locator) has drawn `more` frames beyond
+        what it has drawn now (its `data-frames` counter)."""
+        start = int(view.get_attribute("data-frames") or 0)
+        self.page.wait_for_function(
+            "([el, target]) => +el.dataset.frames >= target",
+            arg=[view.element_handle(), start + more],
+        )
+
+    def screenshots_apart(self, view: Any, label: str, frames: int) -> tuple[bytes, bytes]:
+        """Screenshots `<label>-1` and `<label>-2` of the VideoView element `view`, `frames`
+        frames apart: a live picture makes them differ."""
+        first = self.screenshot(view, f"{label}-1")
+        self.wait_frames(view, frames)
+        return first, self.screenshot(view, f"{label}-2")
 
     def save_console(self) -> None:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -41,14 +41,7 @@ def run_all_but_last(lab: Lab, timeout: float = 90) -> int:
     for them, and return the index of that last cell."""
     cells = code_cells(lab)
     last = cells[-1]
-    lab.page.evaluate(
-        """(i) => {
-            const nb = window.jupyterapp.shell.currentWidget.content;
-            nb.activeCellIndex = i;
-            void window.jupyterapp.commands.execute('notebook:run-all-above');
-        }""",
-        last,
-    )
+    lab.execute_at(last, "notebook:run-all-above")
     lab.wait_cells_done(cells[:-1], timeout=timeout)
     return last
 

@@ -43,12 +43,7 @@ def test_browser_camera_frames_reach_the_second_peer(lab: Lab) -> None:
     # bob's VideoView shows the camera, live: its picture changes (the fake camera's clock).
     view = output_of(lab, "VideoView(added").locator(".peerix-video")
     page.wait_for_selector(".peerix-video.has-frame")
-    frames = int(view.get_attribute("data-frames"))
-    first = lab.screenshot(view, "received-1")
-    page.wait_for_function(
-        f"() => +document.querySelector('.peerix-video').dataset.frames >= {frames + 5}"
-    )
-    second = lab.screenshot(view, "received-2")
+    first, second = lab.screenshots_apart(view, "received", 5)
     assert first != second, "bob's video did not change between two screenshots"
     lab.screenshot(output_of(lab, "CameraStream("), "camera")
 

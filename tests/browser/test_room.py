@@ -51,12 +51,7 @@ def test_room_widget_join_video_chat_events_leave(lab) -> None:
     page.wait_for_selector(f"{TILE_VIDEO}.has-frame", timeout=30_000)
     assert "bob · camera" in tile.locator(".peerix-video-title").inner_text()
     assert tile.evaluate(CANVAS_VARIES) > 50, "the tile's picture is blank"
-    frames = int(tile.get_attribute("data-frames"))
-    first = lab.screenshot(tile, "tile-1")
-    page.wait_for_function(
-        f"() => +document.querySelector('{TILE_VIDEO}').dataset.frames >= {frames + 10}"
-    )
-    second = lab.screenshot(tile, "tile-2")
+    first, second = lab.screenshots_apart(tile, "tile", 10)
     assert first != second, "the video tile did not change between two screenshots"
 
     # Chat: type, Enter; bob's handler answers; both lines show with names.

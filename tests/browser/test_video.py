@@ -32,12 +32,7 @@ def _overlay_fps(lab, nth: int = 0) -> int:
 
 def _wait_frames(lab, more: int, nth: int = 0) -> None:
     """Wait until view `nth` has drawn `more` frames beyond what it has drawn now."""
-    view = lab.page.locator(VIDEO).nth(nth)
-    start = int(view.get_attribute("data-frames") or 0)
-    lab.page.wait_for_function(
-        "([n, target]) => +document.querySelectorAll('.peerix-video')[n].dataset.frames >= target",
-        arg=[nth, start + more],
-    )
+    lab.wait_frames(lab.page.locator(VIDEO).nth(nth), more)
 
 
 @pytest.mark.timeout(150)
@@ -45,9 +40,7 @@ def test_video_view_flow_control(lab) -> None:
     lab.open("video_flow.ipynb")
     lab.run_cell(1)
     lab.page.wait_for_selector(f"{VIDEO}.has-frame")
-    first = lab.screenshot(lab.page.locator(VIDEO).first, "frame-1")
-    _wait_frames(lab, 10)
-    second = lab.screenshot(lab.page.locator(VIDEO).first, "frame-2")
+    first, second = lab.screenshots_apart(lab.page.locator(VIDEO).first, "frame", 10)
     assert first != second, "the preview did not change between two screenshots"
 
     # Normal phase: 30 fps source, browser acks at once.
