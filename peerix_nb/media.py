@@ -717,7 +717,14 @@ class TapTrack(MediaStreamTrack):
                 assert tap._latest is not None
                 return tap._latest
             self._wakeup.clear()
-            await self._wakeup.wait()
+            # While this read waits, the tap holds us strongly (see Tap._reading): nothing else
+            # may point at the waiting task, e.g. `asyncio.ensure_future(reader())` started
+            # from an event handler that keeps no reference.
+            tap._reading.add(self)
+            try:
+                await self._wakeup.wait()
+            finally:
+                tap._reading.discard(self)
 
     def stop(self) -> None:
         super().stop()
@@ -757,6 +764,17 @@ class Tap:
         self._seq = 0
         self._ended = False
         self._subscribers: weakref.WeakSet[TapTrack] = weakref.WeakSet()
+        # The subscribers with a recv() waiting for the next frame, held strongly. asyncio
+        # holds tasks only weakly: a task reading a track is held by the waiter future of the
+        # subscriber's `_wakeup`, which the subscriber holds, which nothing else may hold (a
+        # reader started from an event handler and forgotten). Unheld, that cycle is garbage
+        # and the reader vanishes ("Task was destroyed but it is pending!") without a frame.
+        # The tap itself stays alive while it reads (the loop holds its task, waiting on the
+        # source; remote.py keeps a receiver's tap), so through this set a pending reader lives
+        # as long as the track. Only pending reads: an idle subscriber (an iterator left by
+        # `break`) stays weak, so dropping it still unsubscribes it, and a local tap whose
+        # readers all left still ends. recv() removes itself however it returns.
+        self._reading: set[TapTrack] = set()
         self._had_subscribers = False
         self.error: BaseException | None = None
         previous = _taps.get(source)
@@ -927,7 +945,9 @@ class FrameIterator:
     """Async iterator of numpy frames from one Tap subscription (see `frames`).
 
     Use `async with` or `aclose()` to unsubscribe early; an iterator that is dropped after
-    `break` unsubscribes when it is garbage-collected (the tap holds subscribers weakly).
+    `break` unsubscribes when it is garbage-collected (the tap holds idle subscribers weakly).
+    While a step waits for a frame the tap holds it (and so the task awaiting it): a reader
+    task nobody keeps, started from an event handler, runs as long as the track does.
     """
 
     def __init__(self, tap: Tap, format: str = "rgb24", origin: TapTrack | None = None) -> None:
@@ -978,7 +998,8 @@ def frames(track: MediaStreamTrack | Tap, format: str = "rgb24") -> FrameIterato
 
 class FrameCallback:
     """Handle of a `frame_callback`: runs until the track ends, `stop()`/`aclose()`, or the
-    function raises (then `error` holds the exception)."""
+    function raises (then `error` holds the exception). Keeping the handle is optional: while
+    it waits for a frame, the track's tap holds it (see `Tap`)."""
 
     def __init__(
         self,

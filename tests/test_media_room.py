@@ -272,9 +272,10 @@ async def test_an_unpublished_and_dropped_stream_is_freed_while_the_connection_l
             first = asyncio.ensure_future(b.wait_for("media:first-frame", timeout=10))
             await a.publish(stream, label="cam")
             await first  # frames flowed through the sender's wrapper
+            # Taken now: once a tap has ended, tap_for() would make a new one that never ends.
+            taps = [media.tap_for(track) for track in stream.tracks]
             await a.unpublish("cam")
             await wait_until([b], lambda: no_stream(b, a, "cam"))
-            taps = [media.tap_for(track) for track in stream.tracks]
             await asyncio.wait_for(asyncio.wait({tap._task for tap in taps}), 5)
             dropped = [weakref.ref(track) for track in stream.tracks]
             del stream, taps
