@@ -10,6 +10,7 @@ from .drivers import Driver, MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import Event
 from .log import EventLog, merge
+from .network import NetworkConditions
 from .peer import Peer, PeerInfo
 from .remote import RemotePeer
 from .stats import StatsSampler
@@ -23,6 +24,7 @@ __all__ = [
     "Event",
     "EventLog",
     "MemoryDriver",
+    "NetworkConditions",
     "Peer",
     "PeerInfo",
     "PeerixError",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import random
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -49,9 +50,11 @@ if TYPE_CHECKING:
     from aiortc.mediastreams import MediaStreamTrack
 
     from .media import MediaStream
+    from .network import NetworkConditions
     from .stats import StatsSampler
 
 _default_driver: MemoryDriver | None = None
+logger = logging.getLogger("peerix_nb")
 
 #: Remotes a peer accepts in its room by default: a full mesh in one Python process past a few
 #: dozen peers spends its time in DTLS handshakes and keepalives, and each RemotePeer costs a
@@ -111,6 +114,7 @@ class Peer(Observable):
         signaling_encryption_key: str | bytes | None = None,
         *,
         max_remotes: int = MAX_REMOTES,
+        network: NetworkConditions | None = None,
     ) -> None:
         if id is None:
             id = str(uuid.uuid4())
@@ -122,6 +126,9 @@ class Peer(Observable):
         if driver is not None and not isinstance(driver, Driver):
             raise TypeError(f"driver must be a peerix_nb Driver, got {type(driver).__name__}")
         connection_timeout = check_connection_timeout(connection_timeout)
+        from .network import check as check_network  # emulated network conditions (network.py)
+
+        network = check_network(network)
         self.id = id
         self.driver: Driver = driver if driver is not None else default_driver()
         if not isinstance(max_remotes, int) or max_remotes < 1:
@@ -162,6 +169,32 @@ class Peer(Observable):
         self._namespaces: list[list[str]] = []
         self._join_task: asyncio.Task[None] | None = None
         self._join_room = ""  # the room of the current or pending join
+        self._network: NetworkConditions | None = None  # see the `network` property
+        if network is not None:
+            self._set_network(network)
+        self._announced = False  # the room JOIN went out since join() (or waits for the driver)
+
+    @property
+    def network(self) -> NetworkConditions | None:
+        """The emulated network what this peer sends goes through (None: the real one).
+
+        Setting it applies at once to every current and future connection (but a remote's own
+        `peer.connections[id].network` wins); None removes it. See peerix_nb.network."""
+        return self._network
+
+    @network.setter
+    def network(self, conditions: NetworkConditions | None) -> None:
+        from .network import check
+
+        self._home.call(self._set_network, check(conditions))
+
+    def _set_network(self, conditions: NetworkConditions | None) -> None:
+        from . import network
+
+        self._network = conditions
+        self._emit(network.change_event(conditions, None))
+        for remote in list(self.connections.values()):
+            network.apply(remote.connection, network.effective(remote))
 
     @property
     def ice_servers(self) -> Any:
@@ -252,7 +285,10 @@ class Peer(Observable):
         driver.on("error", self._on_driver_error)
         self.joined = True
         self._join_task = None
+        self._announced = False
         self._emit(Event(name="room:join", state="joined", detail=room))
+        if not driver.active:
+            self._announce_waits()
         await self._announce()
         self._tasks.spawn(self._reannounce(), name="peer:reannounce")
 
@@ -298,7 +334,23 @@ class Peer(Observable):
             return
         namespace = self._namespaces[0] if to is None else self._codec.namespace([self.room, to])
         detail = None if to is None else f"to {to}"  # a direct JOIN: the retry after `failed`
-        await self._dispatch(namespace, [JOIN, self.id, self.metadata], "join", None, detail)
+        sent = await self._dispatch(namespace, [JOIN, self.id, self.metadata], "join", None, detail)
+        if sent and to is None:
+            self._announced = True
+
+    def _announce_waits(self) -> None:
+        """join() with an inactive driver: nothing can be sent, so no one can see us. Say so
+        where a user looks (an event and a warning), rather than a "successful" silent join;
+        `_on_driver_active` sends the JOIN at once when the driver can carry it."""
+        detail = "JOIN waits for the driver to become active"
+        logger.warning(
+            "peer %s joined room %r but its driver %r is inactive: %s",
+            self.id,
+            self.room,
+            self.driver,
+            detail,
+        )
+        self._emit(Event(name="driver:inactive", state="inactive", kind="join", detail=detail))
 
     async def _reannounce(self) -> None:
         interval = REANNOUNCE_FIRST
@@ -330,7 +382,10 @@ class Peer(Observable):
                         remote.fail("signaling interrupted: the driver was inactive"),
                         name="peer:fail-interrupted",
                     )
-            self._tasks.spawn(self._announce_later(), name="peer:announce")
+            # The random delay spreads the re-announcements of a room whose driver came back;
+            # a JOIN that never went out (join() while inactive) is a first one: it goes now.
+            announce = self._announce() if not self._announced else self._announce_later()
+            self._tasks.spawn(announce, name="peer:announce")
 
     def _on_driver_inactive(self, event: Event) -> None:
         self._emit(Event(name="driver:inactive", state="inactive"))
@@ -349,7 +404,8 @@ class Peer(Observable):
         kind: str,
         remote: RemotePeer | None,
         detail: str | None = None,
-    ) -> None:
+    ) -> bool:
+        """Encode and dispatch; False when the driver is inactive (a `signal:drop` row)."""
         data = self._codec.encode(message)
         if not self.driver.active:
             # PROTOCOL.md: an inactive driver dispatches nothing; say so rather than "sent".
@@ -363,7 +419,7 @@ class Peer(Observable):
                     detail="driver inactive: not sent",
                 )
             )
-            return
+            return False
         await self.driver.dispatch(namespace, data)
         self._emit(
             Event(
@@ -375,6 +431,7 @@ class Peer(Observable):
                 detail=detail,
             )
         )
+        return True
 
     def _send_direct(self, remote_id: str, message: list[Any], kind: str) -> None:
         """Send a message to one remote through the driver (used by RemotePeer)."""

@@ -11,11 +11,14 @@ does the peer leaving its room.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
+
+from . import network
 
 if TYPE_CHECKING:
     import matplotlib.axes
@@ -53,9 +56,22 @@ STATS_COLUMNS = (
     "remote_candidate",
     "remote_address",
     "protocol",
+    # emulated network (peerix_nb.network; transport rows, NA when never set): datagrams this
+    # peer sent into the emulation, those that left (copies included) and their bytes, held
+    # back (delay, jitter or the bottleneck queue), dropped at random, dropped by the full
+    # queue, duplicated; the queue's backlog (ms) and the conditions (text) at the sample
+    "net_datagrams",
+    "net_passed",
+    "net_bytes_passed",
+    "net_delayed",
+    "net_lost",
+    "net_overflow",
+    "net_duplicated",
+    "net_backlog",
+    "network",
 )
 KINDS = ("transport", "audio", "video")
-_CATEGORIES = ("peer", "remote", "kind", "state")
+_CATEGORIES = ("peer", "remote", "kind", "state", "network")
 _INTEGERS = (
     "bytes_sent",
     "bytes_received",
@@ -64,8 +80,15 @@ _INTEGERS = (
     "packets_lost",
     "remote_packets_lost",
     "frames_decoded",
+    "net_datagrams",
+    "net_passed",
+    "net_bytes_passed",
+    "net_delayed",
+    "net_lost",
+    "net_overflow",
+    "net_duplicated",
 )
-_FLOATS = ("jitter", "rtt", "bitrate", "bitrate_sent", "bitrate_received")
+_FLOATS = ("jitter", "rtt", "bitrate", "bitrate_sent", "bitrate_received", "net_backlog")
 _VALUES = STATS_COLUMNS[5:]  # what a sample dict may hold
 
 #: Rows kept by default (a remote costs 1-3 rows per round): the oldest go first beyond it.
@@ -104,6 +127,7 @@ class StatsSampler:
         self.errors: deque[tuple[str, BaseException]] = deque(maxlen=MAX_ERRORS)
         self._rows: deque[tuple[Any, ...]] = deque(maxlen=max_rows)
         self._samples = 0
+        self._recorded = 0  # rows ever recorded (the oldest may be gone): see rows_since()
         self._waiters: list[tuple[int, asyncio.Future[int]]] = []
         # (remote id, kind) -> (connection, t, bytes sent, bytes received) of the last round
         self._previous: dict[tuple[str, str], tuple[int, float, int | None, int | None]] = {}
@@ -208,6 +232,7 @@ class StatsSampler:
                 self.errors.append((remote.id, error))
                 logger.warning("stats of %s -> %s failed: %r", self.peer.id, remote.id, error)
         self._samples += 1
+        self._recorded += count
         for n, future in self._waiters:
             if n <= self._samples and not future.done():
                 future.set_result(self._samples)
@@ -217,6 +242,7 @@ class StatsSampler:
         pc = remote.connection
         time_ns, t = time.time_ns(), self.peer.events.now()
         samples: dict[str, dict[str, Any]] = {"transport": _transport_sample(pc)}
+        samples["transport"].update(network.sample(pc))  # emulated network counters, if any
         samples.update(_media_samples(await pc.getStats(), _clock_rates(pc)))
         frames = _frames_decoded(remote)
         if frames is not None:
@@ -253,6 +279,22 @@ class StatsSampler:
             sample["bitrate"] = sum(rate for rate in rates if rate is not None)
 
     # -- results ----------------------------------------------------------------------------
+    @property
+    def rows_recorded(self) -> int:
+        """Rows recorded since the start, including any dropped beyond `max_rows`."""
+        return self._recorded
+
+    def rows_since(self, recorded: int) -> list[dict[str, Any]]:
+        """The rows recorded after the first `recorded` ones (those still kept), oldest first,
+        as dicts of STATS_COLUMNS without `time` and `peer`: cheap incremental reading for
+        live views (`StatsView`), where `to_frame()` would rebuild everything each time."""
+        new = min(self._recorded - recorded, len(self._rows))
+        if new <= 0:
+            return []
+        names = ("t", "remote", "kind", *_VALUES)
+        rows = list(itertools.islice(self._rows, len(self._rows) - new, None))
+        return [dict(zip(names, row[1:], strict=True)) for row in rows]
+
     def to_frame(self) -> pd.DataFrame:
         """Every sample: one row per remote, kind (`transport`/`audio`/`video`) and round.
 

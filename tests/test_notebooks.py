@@ -82,6 +82,7 @@ def test_every_notebook_is_listed() -> None:
         "03-across-notebooks.ipynb",
         "04-where-the-time-goes.ipynb",
         "05-browser-camera.ipynb",
+        "06-bad-networks.ipynb",
     ]
 
 
@@ -123,6 +124,11 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert len(skipped) == 2 and all(not c.get("outputs") for c in skipped)
         assert "publishing the synthetic stream" in output
         assert "bob received 10 frames of (480, 640, 3), 10 stamped" in output
+    elif name == "06-bad-networks.ipynb":
+        assert "loss 10%, delay 100 ms" in output  # video under loss
+        assert "queue drops:" in output and images(notebook) == 1  # the stepping cap
+        assert "300 of 300" in output  # the reliable channel under loss
+        assert "delay 50 ms, loss 10 %" in output  # setup on a bad path
     assert seconds < NOTEBOOK_TIMEOUT
 
 

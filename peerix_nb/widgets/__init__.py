@@ -13,6 +13,15 @@ from .camera import CameraFrames, camera_stream
 from .chat import ChatBox
 from .events_view import EventsView
 from .room import RoomWidget
+from .stats_view import StatsView
 from .video import VideoView
 
-__all__ = ["CameraFrames", "ChatBox", "EventsView", "RoomWidget", "VideoView", "camera_stream"]
+__all__ = [
+    "CameraFrames",
+    "ChatBox",
+    "EventsView",
+    "RoomWidget",
+    "StatsView",
+    "VideoView",
+    "camera_stream",
+]
