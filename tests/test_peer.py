@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import time
 
 import pytest
 
-from peerix_nb import MemoryDriver, Peer, PeerixError
+from peerix_nb import Driver, MemoryDriver, Peer, PeerixError
+from peerix_nb import peer as peer_module
 from tests.util import Recorder, channels_open, fully_connected, leave_all, room, wait_until
 
 
@@ -322,4 +325,82 @@ async def test_default_driver_is_shared_in_process():
     await a.join(room="shared-default")
     await b.join(room="shared-default")
     await wait_until([a, b], lambda: fully_connected([a, b]))
+    await leave_all([a, b])
+
+
+class DictDriver(Driver):
+    """A custom driver written the way Peerix documents one: the three calls over an in-process
+    dict, and nothing else (it never calls set_active)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handlers: dict[str, list] = {}
+
+    async def subscribe(self, namespace, handler):
+        self.handlers.setdefault(":".join(namespace), []).append(handler)
+
+    async def unsubscribe(self, namespace, handler):
+        self.handlers[":".join(namespace)].remove(handler)
+
+    async def dispatch(self, namespace, message):
+        loop = asyncio.get_running_loop()
+        for handler in list(self.handlers.get(":".join(namespace), [])):
+            loop.call_soon(handler, message)
+
+
+async def test_a_custom_driver_with_only_the_three_calls_connects_peers():
+    """PROTOCOL.md: the base Driver starts active, so a driver that implements subscribe,
+    unsubscribe and dispatch works as is (its JOINs were silently dropped: one signal:drop)."""
+    driver = DictDriver()
+    assert driver.active
+    a, b = Peer(driver=driver), Peer(driver=driver)
+    rec_a = Recorder(a)
+    for p in (a, b):
+        await p.open("chat")
+        await p.join(room="custom")
+    await wait_until([a, b], lambda: channels_open([a, b], "chat"))
+    assert a.send("over a custom driver", label="chat") == 1
+    assert (await b.wait_for("channel:message", timeout=5)).data == "over a custom driver"
+    assert "signal:drop" not in rec_a.names() and "driver:inactive" not in rec_a.names()
+    await leave_all([a, b])
+    assert not any(driver.handlers.values())
+
+
+class ConnectsLater(DictDriver):
+    """A driver that must connect first: inactive until it says otherwise."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_active(False)
+
+
+async def test_join_on_an_inactive_driver_says_so_and_joins_when_it_becomes_active(
+    caplog, monkeypatch
+):
+    """join() on an inactive driver cannot send its JOIN: a `driver:inactive` event and a
+    warning say so (it was a silent success), and the JOIN goes out as soon as the driver is
+    active, without the 0-1 s re-announcement delay (pinned near 1 s here to tell them apart)."""
+    monkeypatch.setattr(peer_module.random, "random", lambda: 0.95)
+    driver = ConnectsLater()
+    a, b = Peer(id="a", driver=driver), Peer(id="b", driver=driver)
+    recs = [Recorder(a), Recorder(b)]
+    with caplog.at_level(logging.WARNING, logger="peerix_nb"):
+        await a.join(room="later")
+        await b.join(room="later")
+    for rec in recs:
+        waits = [e for e in rec.events if e.name == "driver:inactive"]
+        assert [(e.kind, e.detail) for e in waits] == [
+            ("join", "JOIN waits for the driver to become active")
+        ]
+        assert "signal:send" not in rec.names()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "peerix_nb"]
+    assert len(warnings) == 2 and all("is inactive" in w for w in warnings)
+
+    sent: dict[str, float] = {}
+    for p in (a, b):
+        p.on("signal:send", lambda e: e.kind == "join" and sent.setdefault(e.id, time.monotonic()))
+    started = time.monotonic()
+    driver.set_active(True)
+    await wait_until([a, b], lambda: fully_connected([a, b]))
+    assert sorted(sent) == ["a", "b"] and max(sent.values()) - started < 0.5
     await leave_all([a, b])

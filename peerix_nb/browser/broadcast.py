@@ -62,6 +62,9 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
             raise ValueError(f"BroadcastChannel name must be a non-empty string, got {name!r}")
         check_options(type(self), kwargs)
         super().__init__(name=name, **kwargs)
+        # Inactive until a view relays (a Driver starts active; anywidget's __init__ chain
+        # cannot pass Driver's `active=False` through, and nothing listens yet).
+        self.set_active(False)
         self._subscribers = Subscribers()
         self._views: dict[str, int] = {}  # page (frontend id) -> views on it
         self._owner: str | None = None  # the page that relays

@@ -40,11 +40,10 @@ function displayName(metadata, fallback) {
  */
 class KernelDriver extends Driver {
   constructor(call, active) {
-    super();
+    super({ active: !!active }); // as the kernel's driver is now; "driver-state" follows it
     this._call = call;
     this._subs = new Map(); // subscription number -> {key, handler}
     this._next = 1;
-    this.setActive(active);
   }
 
   async subscribe(namespace, handler) {
@@ -247,7 +246,6 @@ function createWidget() {
         localStream = null;
       }
     },
-    testing: async (knobs) => Object.assign(peer.testing, knobs),
     video_state: async () => videoState(),
     connections: async () => [...peer.connections.values()].map((r) => ({
       id: r.id, state: r.state, polite: r.polite, signaling: r.pc.signalingState,

@@ -18,7 +18,9 @@ export const KINDS = { 1: "join", 2: "offer", 3: "answer", 4: "candidate", 5: "l
 
 /** Largest driver message accepted, before and after inflating (same as the Python side). */
 export const MAX_MESSAGE_BYTES = 1 << 20;
-const MAX_ID_LENGTH = 256;
+/** Longest peer id (characters), and largest metadata as JSON (UTF-8 bytes): signaling.py's. */
+export const MAX_ID_LENGTH = 256;
+export const MAX_METADATA_BYTES = 64 * 1024;
 const IV_BYTES = 12;
 const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const utf8 = new TextEncoder();
@@ -33,6 +35,13 @@ export class PeerixError extends Error {
 }
 
 const fail = (message, cause) => new PeerixError("PEER_SIGNALING_ERROR", message, cause);
+
+/** Bytes of `value` as JSON (what a JOIN or OFFER carries); throws a TypeError if it has none. */
+export function jsonSize(value) {
+  const text = JSON.stringify(value === undefined ? null : value);
+  if (typeof text !== "string") throw new TypeError(`${typeof value} is not JSON-serializable`);
+  return utf8.encode(text).length;
+}
 
 /** Bytes of anything a driver may hand us: Uint8Array, ArrayBuffer, DataView, other views. */
 export function toBytes(data) {
@@ -163,6 +172,13 @@ export function parseMessage(value) {
     throw fail("message sender must be a non-empty string id");
   }
   const message = { type, kind: KINDS[type], sender };
+  if ((type === JOIN && rest.length) || (type === OFFER && rest.length > 1)) {
+    const metadata = type === JOIN ? rest[0] : rest[1];
+    if (metadata !== null && (typeof metadata === "object" || typeof metadata === "string")) {
+      const size = jsonSize(metadata);
+      if (size > MAX_METADATA_BYTES) throw fail(`metadata of ${size} bytes exceeds ${MAX_METADATA_BYTES}`);
+    }
+  }
   if (type === JOIN) message.metadata = rest.length ? rest[0] : null;
   else if (type === OFFER) {
     if (!rest.length) throw fail("offer without description");

@@ -3,15 +3,19 @@
 // A driver moves opaque byte messages by namespace (a list of string parts): subscribe,
 // unsubscribe, dispatch. It has an `active` flag and emits "active", "inactive" and "error";
 // while inactive nothing is dispatched, and a joined peer announces itself again when its
-// driver becomes active. The kernel relay driver lives in browser_peer.js (it needs the comm).
+// driver becomes active. A driver is active unless it says otherwise (as in Peerix): a custom
+// driver that implements the three calls works as is; drivers that must connect first
+// (NatsDriver, BroadcastChannelDriver) start inactive. The kernel relay driver lives in
+// browser_peer.js (it needs the comm).
 
 import { Emitter } from "./events.js";
 import { PeerixError, toBytes } from "./codec.js";
 
 export class Driver extends Emitter {
-  constructor() {
+  /** @param {object} options active: false for a driver that must connect first */
+  constructor({ active = true } = {}) {
     super();
-    this.active = false;
+    this.active = !!active;
   }
 
   setActive(active) {
@@ -69,7 +73,7 @@ class Subscribers {
  */
 export class BroadcastChannelDriver extends Driver {
   constructor(name = "peerix") {
-    super();
+    super({ active: false }); // until the channel exists (just below; it throws if it cannot)
     this.name = name;
     this._subs = new Subscribers();
     this._channel = new BroadcastChannel(name);
@@ -113,7 +117,7 @@ export class BroadcastChannelDriver extends Driver {
  */
 export class NatsDriver extends Driver {
   constructor(connection, prefix = "peerix") {
-    super();
+    super({ active: false }); // until connected
     this.prefix = prefix;
     this.nc = connection;
     this._sids = new Map(); // subject + handler -> [sid]

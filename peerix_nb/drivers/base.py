@@ -52,15 +52,20 @@ class Subscribers:
 class Driver(Emitter):
     """Moves opaque byte messages between peers, by namespace (a list of string parts).
 
-    Subclass it and implement `subscribe`, `unsubscribe` and `dispatch` (all async). Call
-    `set_active(True)` once the transport can carry messages, and `set_active(False)` when it
-    cannot: a joined peer announces itself again whenever its driver becomes active. Report
-    transport trouble with `report_error`. Listeners use `on("active"|"inactive"|"error", fn)`.
+    Subclass it and implement `subscribe`, `unsubscribe` and `dispatch` (all async): that is
+    enough, because a driver is active unless it says otherwise (PROTOCOL.md, as in Peerix).
+    A transport that must connect first starts with `super().__init__(active=False)` and calls
+    `set_active(True)` once it can carry messages (NatsDriver, BroadcastChannelDriver); any
+    driver calls `set_active(False)` while it cannot. A peer that joins while its driver is
+    inactive says so (a `driver:inactive` event and a warning) and sends its JOIN as soon as
+    the driver becomes active; a joined peer announces itself again whenever that happens.
+    Report transport trouble with `report_error`. Listeners use
+    `on("active"|"inactive"|"error", fn)`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, active: bool = True) -> None:
         super().__init__()
-        self._active = False
+        self._active = bool(active)
 
     @property
     def active(self) -> bool:

@@ -42,8 +42,7 @@ class MemoryDriver(Driver):
         self.loss = float(loss)
         self.duplicate = float(duplicate)
         self._random = random.Random(seed)
-        self._subscribers = Subscribers()
-        self.set_active(True)
+        self._subscribers = Subscribers()  # always usable: active from the start (Driver)
 
     async def subscribe(self, namespace: Sequence[str], handler: MessageHandler) -> None:
         self._subscribers.add(namespace, handler)

@@ -100,7 +100,7 @@ class NatsDriver(Driver):
         nc: Client | None = None,
         **connect_options: Any,
     ) -> None:
-        super().__init__()
+        super().__init__(active=False)  # until connected (PROTOCOL.md)
         if not isinstance(servers, str | list | tuple) or not all(
             isinstance(url, str) for url in servers
         ):
