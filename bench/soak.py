@@ -725,7 +725,7 @@ async def glare_storm(
     sides: list[tuple[Side, Side]] = []
     orders: list[str] = []
     for k in range(pairs):
-        # ids: "k-a" < "k-b", so a is the impolite side (PROTOCOL.md: the smaller id).
+        # ids: "k-a" < "k-b", so a is the impolite side (docs/PROTOCOL.md: the smaller id).
         a = Side(Peer(id=f"{k}-a", driver=driver), random.Random(rng.random()))
         b = Side(Peer(id=f"{k}-b", driver=driver), random.Random(rng.random()))
         a.other, b.other = b, a

@@ -37,12 +37,23 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "stream": ("add", "remove"),
     "track": ("add", "remove"),
     "error": (),
-    "signal": ("send", "recv", "drop", "hold", "ignore", "reject", "restart", "rollback"),
+    "signal": (
+        "send",
+        "recv",
+        "drop",
+        "hold",
+        "ignore",
+        "reject",
+        "restart",
+        "rollback",
+        "withdraw",
+    ),
     "ice": ("gathering", "state"),
     "dtls": ("state",),
     "control": ("open",),
     "negotiation": ("done",),
     "media": ("first-frame",),
+    "network": ("change",),  # emulated network conditions (network.py) set or cleared
 }
 #: What a peer's `on()`, `once()` and `wait_for()` accept: an event, a group, or `*`.
 EVENT_NAMES = frozenset(

@@ -10,6 +10,13 @@ transceiver left at that position would take the new m-line's place and the new 
 never play. Before such an offer is applied, the old transceiver is taken out of the
 connection's list and stopped; aiortc then makes a fresh one for the new mid.
 
+Also here: the header-extension ids aiortc itself uses must follow the ones we rewrite into
+our offers (sdp.py). createOffer resets every transceiver's `_headerExtensions` to aiortc's own
+table (mid=1, audio level=2, abs-send-time=3), and a sender or receiver first started in
+have-local-offer registers those on the BUNDLE's one RTP header-extension map: packets of the
+remote, stamped with the ids we offered, are then parsed with the wrong ones (`struct.error:
+unpack requires a buffer of 4 bytes` in aiortc's rtp.py, seen in the glare storm).
+
 All private names are touched here and nowhere else; aiortc is pinned to 1.16.x for this.
 """
 
@@ -18,6 +25,7 @@ from __future__ import annotations
 import contextlib
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
 from . import sdp
 
@@ -42,3 +50,14 @@ async def stop(transceiver: RTCRtpTransceiver) -> None:
     """Stop a retired transceiver's sender and receiver (its RTP loops end)."""
     with contextlib.suppress(Exception):  # a never-started sender may object; nothing to do
         await transceiver.stop()
+
+
+def use_extension_ids(pc: RTCPeerConnection, ids: dict[str, int]) -> None:
+    """Make every transceiver's header extensions use `ids` (URI -> id), as our offer says;
+    an extension without an id there is not used."""
+    for transceiver in pc.getTransceivers():
+        transceiver._headerExtensions = [  # type: ignore[attr-defined]
+            RTCRtpHeaderExtensionParameters(id=ids[ext.uri], uri=ext.uri)
+            for ext in transceiver._headerExtensions  # type: ignore[attr-defined]
+            if ext.uri in ids
+        ]

@@ -1,6 +1,6 @@
 """Peer: the local peer — joins rooms, keeps one RemotePeer per remote, fans out channels and streams.
 
-Driver messages arrive here (JOIN/OFFER/ANSWER/CANDIDATE/LEAVE, PROTOCOL.md), are decoded by the
+Driver messages arrive here (JOIN/OFFER/ANSWER/CANDIDATE/LEAVE, docs/PROTOCOL.md), are decoded by the
 SignalingCodec and handed to the RemotePeer they concern. Public methods that do asynchronous work
 (`join`, `leave`, `open`, `close`, `publish`, `unpublish`) start it at once and return a task, so
 a widget callback can call them without awaiting, like a JavaScript promise; awaiting waits for
@@ -63,7 +63,7 @@ MAX_REMOTES = 64
 #: Messages held per sender while `verify` decides about it.
 MAX_HELD_MESSAGES = 100
 #: A joined peer repeats its room JOIN after ~1 s, then at doubling intervals up to this many
-#: seconds, for as long as it stays joined. JOIN has no acknowledgement (PROTOCOL.md): a JOIN
+#: seconds, for as long as it stays joined. JOIN has no acknowledgement (docs/PROTOCOL.md): a JOIN
 #: lost on its way, or the direct JOIN retry after `failed`, leaves that pair with no attempt
 #: on either side, silently and for good. A peer that already has a connection to the sender
 #: ignores a room JOIN (`_route`), as browser Peerix does, so a repeat costs one message.
@@ -162,7 +162,7 @@ class Peer(Observable):
         self._emitter.on("*", self.events.record)
         self._verify: Verify | None = None
         self._admitting: dict[str, list[tuple[Message, bool]]] = {}
-        # Candidates from senders we have no RemotePeer for yet (PROTOCOL.md step 4: a browser's
+        # Candidates from senders we have no RemotePeer for yet (docs/PROTOCOL.md step 4: a browser's
         # trickled candidates can overtake its OFFER on a reordering driver); at most
         # max_remotes senders and MAX_QUEUED_CANDIDATES each, applied when the OFFER comes.
         self._early_candidates: dict[str, list[dict[str, Any]]] = {}
@@ -364,7 +364,7 @@ class Peer(Observable):
             interval = min(interval * 2, REANNOUNCE_MAX)
 
     async def _announce_later(self) -> None:
-        # PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
+        # docs/PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
         await asyncio.sleep(random.random())
         await self._announce()
 
@@ -408,7 +408,7 @@ class Peer(Observable):
         """Encode and dispatch; False when the driver is inactive (a `signal:drop` row)."""
         data = self._codec.encode(message)
         if not self.driver.active:
-            # PROTOCOL.md: an inactive driver dispatches nothing; say so rather than "sent".
+            # docs/PROTOCOL.md: an inactive driver dispatches nothing; say so rather than "sent".
             self._emit(
                 Event(
                     name="signal:drop",
@@ -641,7 +641,7 @@ class Peer(Observable):
         if self.connections.get(remote.id) is remote:
             del self.connections[remote.id]
         if failed and self.joined:
-            # PROTOCOL.md: after `failed`, JOIN the remote directly to try again.
+            # docs/PROTOCOL.md: after `failed`, JOIN the remote directly to try again.
             self._tasks.spawn(self._rejoin_later(remote.id), name="peer:rejoin")
 
     async def _rejoin_later(self, remote_id: str) -> None:
@@ -726,7 +726,7 @@ class Peer(Observable):
     ) -> asyncio.Task[None]:
         """Publish `stream` (a MediaStream or one track) under `label` to every remote.
 
-        Publishing again under the same label swaps the tracks (PROTOCOL.md "Media"): same kind
+        Publishing again under the same label swaps the tracks (docs/PROTOCOL.md "Media"): same kind
         replaces the track on its sender, a new kind adds one, a kind no longer there stops.
         """
         from aiortc.mediastreams import MediaStreamTrack

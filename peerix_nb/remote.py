@@ -1,7 +1,7 @@
 """RemotePeer: one RTCPeerConnection to one remote peer.
 
 Negotiation and glare, the control channel, application data channels, outgoing and incoming
-media, the connection state machine and its timeouts all live here (PROTOCOL.md). The Peer owns
+media, the connection state machine and its timeouts all live here (docs/PROTOCOL.md). The Peer owns
 one RemotePeer per remote and feeds it the driver messages addressed to it.
 
 Every step that touches the session descriptions runs in one queue per remote (the JavaScript
@@ -18,6 +18,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from aiortc import (
@@ -32,8 +33,9 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av import AudioFrame, VideoFrame
 
-from . import certificate, liveness, receivers, rollback
+from . import certificate, liveness, mlines, receivers, rollback, sdp
 from .channels import ChannelOptions, check_message
 from .errors import ErrorCode, PeerixError
 from .events import Event, TaskOwner
@@ -56,6 +58,14 @@ MAX_CHANNELS = 256
 # Seconds leave() waits for aiortc's RTCPeerConnection.close(). It ended in every one of ~6,100
 # closes measured (docs/RELIABILITY.md §6), but nothing in aiortc bounds it.
 CLOSE_TIMEOUT = 10.0
+#: Seconds a renegotiation offer waits for its answer before it is withdrawn and made again.
+#: A browser Peerix peer that is busy with its own negotiation ignores our offer without a word
+#: (perfect negotiation, docs/PROTOCOL.md): without this we would wait in have-local-offer forever.
+OFFER_TIMEOUT = 3.0
+#: Seconds between answering after a rollback and offering our own changes again, so that the
+#: re-offer does not reach the remote while it is still applying our answer (it would take the
+#: offer for a collision and ignore it).
+REOFFER_DELAY = 0.2
 # Closes that outlived CLOSE_TIMEOUT: referenced until they end (a bare task may be collected).
 _slow_closes: set[asyncio.Task[None]] = set()
 
@@ -144,9 +154,17 @@ class SenderTrack(MediaStreamTrack):
         self.kind = kind
         self._source: MediaStreamTrack | None = None
         self._wakeup: asyncio.Future[None] | None = None
+        # Time stamps stay increasing across sources: a republished track starts again at
+        # pts 0, and libvpx refuses a frame older than the last one ("Invalid data found when
+        # processing input"), which ends the sender for good.
+        self._last: tuple[int, Fraction] | None = None  # pts and time base of the last frame
+        self._offset = 0  # added to the current source's pts
+        self._fresh = False  # the next frame is the current source's first
 
     def set_source(self, source: MediaStreamTrack | None) -> None:
         old, self._source = self._source, source
+        if source is not old:
+            self._fresh = True
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
         if old is not None and old is not source:
@@ -172,7 +190,7 @@ class SenderTrack(MediaStreamTrack):
                 pending.cancel()  # the source was swapped while we waited
                 continue
             try:
-                return pending.result()
+                return self._stamped(pending.result())
             except MediaStreamError:
                 if source is self._source:  # the published track ended: idle, keep the sender
                     self._source = None
@@ -182,6 +200,35 @@ class SenderTrack(MediaStreamTrack):
                 # read holds its MediaStreamError, whose traceback holds the old subscriber,
                 # its tap, the tap's last frame and the source track.
                 del pending, source
+
+    def _stamped(self, frame: Any) -> Any:
+        """`frame`, or a copy of it placed after the last frame sent (see `_last`)."""
+        if not isinstance(frame, VideoFrame | AudioFrame) or frame.pts is None:
+            return frame
+        base = frame.time_base
+        if self._fresh:
+            self._fresh = False
+            self._offset = 0
+            if self._last is not None and base:
+                last = int(self._last[0] * self._last[1] / base)
+                step = (
+                    frame.samples if isinstance(frame, AudioFrame) else int(Fraction(1, 30) / base)
+                )
+                if frame.pts <= last:
+                    self._offset = last + max(step, 1) - frame.pts
+        if self._offset:
+            # Frames are shared by every sender of a track (media.Tap): re-stamp a copy.
+            if isinstance(frame, VideoFrame):
+                copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
+            else:
+                copy = AudioFrame.from_ndarray(
+                    frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name
+                )
+                copy.sample_rate = frame.sample_rate
+            copy.pts, copy.time_base = frame.pts + self._offset, base
+            frame = copy
+        self._last = (frame.pts, base)
+        return frame
 
     def stop(self) -> None:
         super().stop()
@@ -227,7 +274,7 @@ class RemotePeer:
         self.id = id
         self.metadata = metadata
         self.room = room
-        self.polite = peer.id > id  # PROTOCOL.md: plain string comparison
+        self.polite = peer.id > id  # docs/PROTOCOL.md: plain string comparison
         self.state = "new"
         self.streams: dict[str, MediaStream] = {}
         self.channels: dict[str, RTCDataChannel] = {}
@@ -249,8 +296,17 @@ class RemotePeer:
         self._control_open = False
         self._offer_started: tuple[float, str] | None = None  # our pending offer: when, which path
         self._before_offer: Any = None  # what rollback returns to (rollback.snapshot)
+        self._offer_timer: asyncio.TimerHandle | None = None  # OFFER_TIMEOUT of our pending offer
+        self._offer_seq = 0  # counts our offers, so a late timer knows its offer is gone
+        self._reoffer_timer: asyncio.TimerHandle | None = None
+        self._rolled_back = False  # the current exchange answered after a rollback
+        # What browsers hold us to (sdp.py): header-extension ids of the BUNDLE group, and the
+        # m-lines the remote rejected in its last description.
+        self._extensions = sdp.ExtensionIds()
+        self._rejected: set[str] = set()
         self._closing = False
         self._timer: asyncio.TimerHandle | None = None
+        self._network = None  # NetworkConditions of this remote only (network.py); None: the peer's
         self.connection: RTCPeerConnection = self._create_connection()
         self._tasks.spawn(self._run_queue(), name=f"remote:{id}:queue")
         self._emit("connection:new", state="new")
@@ -269,7 +325,7 @@ class RemotePeer:
         max_packet_life_time: int | None = None,
         protocol: str = "",
     ) -> None:
-        """Open a data channel to this remote only (the impolite side creates it, PROTOCOL.md)."""
+        """Open a data channel to this remote only (the impolite side creates it, docs/PROTOCOL.md)."""
         options = ChannelOptions.make(
             label, ordered, max_retransmits, max_packet_life_time, protocol
         )
@@ -310,6 +366,24 @@ class RemotePeer:
                 sent += 1
         return sent
 
+    @property
+    def network(self) -> Any:
+        """NetworkConditions for what we send to this remote only; None: follow `peer.network`."""
+        return self._network
+
+    @network.setter
+    def network(self, conditions: Any) -> None:
+        from .network import check
+
+        self._peer._home.call(self._set_network, check(conditions, "RemotePeer.network"))
+
+    def _set_network(self, conditions: Any) -> None:
+        from . import network
+
+        self._network = conditions
+        self._peer._emit(network.change_event(conditions, self))
+        network.apply(self.connection, network.effective(self))
+
     # -- events -----------------------------------------------------------------------------
     def _emit(self, name: str, **fields: Any) -> None:
         self._peer._emit(Event(name=name, remote=self, **fields))
@@ -330,6 +404,9 @@ class RemotePeer:
     def _create_connection(self) -> RTCPeerConnection:
         pc = RTCPeerConnection(self._peer._configuration)
         certificate.use_peer_certificate(pc, self._peer)
+        from . import network  # emulated network conditions, if any (does nothing otherwise)
+
+        network.apply(pc, network.effective(self))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -360,7 +437,7 @@ class RemotePeer:
             if pc is self.connection:
                 self._register_channel(channel)
 
-        # The control channel: negotiated on both sides before the first offer (PROTOCOL.md).
+        # The control channel: negotiated on both sides before the first offer (docs/PROTOCOL.md).
         control = pc.createDataChannel("", negotiated=True, id=0)
         control.on("open", lambda: self._on_control_open(control))
         control.on("close", lambda: self._on_control_close(control))
@@ -431,6 +508,9 @@ class RemotePeer:
             return
         self._closing = True
         self._cancel_timeout()
+        self._cancel_offer_timer()
+        if self._reoffer_timer is not None:
+            self._reoffer_timer.cancel()
         for incoming in list(self._incoming.values()):
             self._end_incoming(incoming)
         self._incoming.clear()
@@ -478,6 +558,8 @@ class RemotePeer:
         old = self.connection
         self.connection = self._create_connection()
         self._pending_candidates.clear()
+        self._extensions = sdp.ExtensionIds()
+        self._rejected = set()
         await self._close_connection(old)
         self._emit("signal:restart", detail="first offers collided: fresh connection")
 
@@ -553,8 +635,48 @@ class RemotePeer:
         self._offer_started = (time.perf_counter(), via)
         self._before_offer = rollback.snapshot(pc)
         offer = await pc.createOffer()
-        await pc.setLocalDescription(offer)
+        text = self._as_browsers_want(offer.sdp)
+        mlines.use_extension_ids(pc, sdp.extension_ids(text))
+        await pc.setLocalDescription(RTCSessionDescription(sdp=text, type="offer"))
         self._send_description(pc.localDescription, via=via)
+        if via == "control":
+            self._arm_offer_timer()
+
+    def _as_browsers_want(self, text: str) -> str:
+        """Our description with the group's header-extension ids and the remote's rejected
+        m-lines (sdp.py: what browsers refuse otherwise)."""
+        return sdp.reject(self._extensions.apply(text), self._rejected)
+
+    def _arm_offer_timer(self) -> None:
+        self._cancel_offer_timer()
+        self._offer_seq += 1
+        seq = self._offer_seq
+        loop = asyncio.get_running_loop()
+        self._offer_timer = loop.call_later(OFFER_TIMEOUT, self._on_offer_timeout, seq)
+
+    def _cancel_offer_timer(self) -> None:
+        if self._offer_timer is not None:
+            self._offer_timer.cancel()
+            self._offer_timer = None
+
+    def _on_offer_timeout(self, seq: int) -> None:
+        self._offer_timer = None
+        if seq == self._offer_seq:
+            self._enqueue(lambda: self._op_withdraw(seq), "PEER_NEGOTIATION_ERROR")
+
+    async def _op_withdraw(self, seq: int) -> None:
+        """Our offer got no answer: take it back (rollback.py) and make it again."""
+        pc = self.connection
+        if seq != self._offer_seq or not rollback.can_roll_back(pc):
+            return
+        rollback.restore(pc, rollback.roll_back_local_offer(pc, self._before_offer))
+        self._emit(
+            "signal:withdraw",
+            kind="offer",
+            via="control",
+            detail=f"no answer within {OFFER_TIMEOUT:g} s: offering again",
+        )
+        await self._make_offer()
 
     async def _op_offer(
         self, description: dict[str, str], labels: dict[str, str] | None, via: str
@@ -562,6 +684,9 @@ class RemotePeer:
         started = time.perf_counter()
         pc = self.connection
         parked: list[RTCRtpTransceiver] = []
+        # Its extension ids bind the group even if we ignore it: a browser that rolls this
+        # offer back still refuses ids that clash with it.
+        self._extensions.learn(description["sdp"])
         if pc.signalingState != "stable":
             if not self.polite:
                 self._emit(
@@ -577,7 +702,9 @@ class RemotePeer:
                 pc = self.connection
             else:
                 parked = rollback.roll_back_local_offer(pc, self._before_offer)
+                self._cancel_offer_timer()
                 self._needs_negotiation = True  # offer our rolled-back changes again afterwards
+                self._rolled_back = True
                 self._emit(
                     "signal:rollback",
                     kind="offer",
@@ -586,13 +713,18 @@ class RemotePeer:
                 )
         if labels is not None:
             self._labels = labels
+        for transceiver in mlines.retire_recycled(pc, description["sdp"]):
+            await self._retire(transceiver)
+        self._rejected = sdp.rejected_mids(description["sdp"])
         try:
             await pc.setRemoteDescription(
                 RTCSessionDescription(sdp=description["sdp"], type="offer")
             )
             self._accept_incoming_media(pc)
             answer = await pc.createAnswer()
-            await pc.setLocalDescription(answer)
+            await pc.setLocalDescription(
+                RTCSessionDescription(sdp=self._as_browsers_want(answer.sdp), type="answer")
+            )
         finally:
             rollback.restore(pc, parked)
         self._send_description(pc.localDescription, via=via)
@@ -606,6 +738,15 @@ class RemotePeer:
                 "signal:ignore", kind="answer", detail=f"no offer pending ({pc.signalingState})"
             )
             return
+        offered = pc.localDescription.sdp if pc.localDescription is not None else ""
+        if sdp.mids(description["sdp"]) != sdp.mids(offered):
+            # The answer to an offer we withdrew (OFFER_TIMEOUT), arriving late: it does not
+            # fit the offer now pending, whose own answer is on its way.
+            self._emit("signal:ignore", kind="answer", detail="answer to a withdrawn offer")
+            return
+        self._cancel_offer_timer()
+        self._extensions.learn(description["sdp"])
+        self._rejected = sdp.rejected_mids(description["sdp"])
         await pc.setRemoteDescription(RTCSessionDescription(sdp=description["sdp"], type="answer"))
         if self._offer_started is not None:
             started, via = self._offer_started
@@ -622,11 +763,25 @@ class RemotePeer:
         receivers.refresh_codecs(self.connection)
         await self._apply_queued_candidates()
         self._sync_incoming()
-        if self._needs_negotiation:
+        if self._rolled_back:
+            # Offer our rolled-back changes once the remote has had time to apply our answer.
+            self._rolled_back = False
+            loop = asyncio.get_running_loop()
+            self._reoffer_timer = loop.call_later(REOFFER_DELAY, self.negotiate)
+        elif self._needs_negotiation:
             await self._op_negotiate()
 
+    async def _retire(self, transceiver: RTCRtpTransceiver) -> None:
+        """Forget a transceiver whose m-line the remote recycled (mlines.py), and stop it."""
+        self._outgoing.pop(transceiver, None)
+        tap = self._taps.pop(transceiver.mid, None) if transceiver.mid else None
+        if tap is not None:
+            await tap.aclose()
+        await mlines.stop(transceiver)
+
     def _send_description(self, description: RTCSessionDescription, via: str) -> None:
-        desc = {"type": description.type, "sdp": description.sdp}
+        # Again here: aiortc writes its local description anew (ports from its candidates).
+        desc = {"type": description.type, "sdp": self._as_browsers_want(description.sdp)}
         if via == "control" and self._control_open:
             if description.type == "offer":
                 labels = {stream.id: label for label, stream in self._peer.streams.items()}
@@ -649,7 +804,7 @@ class RemotePeer:
             and candidate.get("usernameFragment") is not None
             and candidate["usernameFragment"] != _ufrag(remote.sdp)
         ):
-            # PROTOCOL.md: held until the description it belongs to is applied.
+            # docs/PROTOCOL.md: held until the description it belongs to is applied.
             if candidate is not None and len(self._pending_candidates) < MAX_QUEUED_CANDIDATES:
                 self._pending_candidates.append(candidate)
             return
@@ -720,7 +875,7 @@ class RemotePeer:
             if name == "ping":
                 return
             if name not in ("offer", "answer", "candidate", "channel"):
-                return  # PROTOCOL.md: unknown event names are ignored
+                return  # docs/PROTOCOL.md: unknown event names are ignored
             self._emit("signal:recv", kind=name, via="control", size=len(data))
             if name == "channel":
                 self._on_channel_request(message[1] if len(message) > 1 else None)
@@ -979,7 +1134,7 @@ class RemotePeer:
     def _apply_labels(self) -> None:
         """Rename remote streams whose label the last offer's map gives differently.
 
-        A stream can first arrive in an ANSWER, which carries no label map (PROTOCOL.md: labels
+        A stream can first arrive in an ANSWER, which carries no label map (docs/PROTOCOL.md: labels
         ride only on offers): after a glare, the polite side's new stream reuses an idle m-line
         that its answer already sends on. It is shown under its id until the remote's next offer
         names it; then it is announced again, as stream:remove under the old name and

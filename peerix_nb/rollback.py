@@ -1,6 +1,6 @@
 """Rollback of a pending local offer, which aiortc 1.16 does not implement.
 
-Why: perfect negotiation (PROTOCOL.md, "Roles, glare") needs the polite side to roll back its
+Why: perfect negotiation (docs/PROTOCOL.md, "Roles, glare") needs the polite side to roll back its
 own offer when the remote's offer collides with it. aiortc raises InvalidStateError for a remote
 offer in `have-local-offer`, and a `rollback` description corrupts its state. What does work
 (measured, see AIORTC-NOTES.md) is to undo the offer by hand in RTCPeerConnection's private state:

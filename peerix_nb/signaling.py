@@ -207,7 +207,7 @@ def check_candidate(value: Any) -> dict[str, Any] | None:
 
 
 def parse_message(value: Any) -> Message:
-    """Check a decoded JSON value against the message table of PROTOCOL.md."""
+    """Check a decoded JSON value against the message table of docs/PROTOCOL.md."""
     if not isinstance(value, list) or len(value) < 2:
         raise _fail("message is not a JSON array [type, sender, ...]")
     mtype, sender = value[0], value[1]

@@ -4,7 +4,7 @@ Shared by tests/test_reliability.py (assertions) and bench/faults.py (figures), 
 and the published numbers measure the same thing. The driver is the library's own
 `MemoryDriver(delay, loss=..., duplicate=..., seed=...)`; `FaultyDriver` only adds bookkeeping:
 for every JOIN it records who should have received it and who did, which is what explains a
-pair that never connected (PROTOCOL.md gives JOIN no acknowledgement and no retry, so a JOIN
+pair that never connected (docs/PROTOCOL.md gives JOIN no acknowledgement and no retry, so a JOIN
 lost on its way means neither side ever starts a connection attempt for that pair).
 """
 
@@ -269,7 +269,7 @@ class RoomOutcome:
     closed_pairs: list[tuple[str, str]]  # never connected by the end
     lost_join_pairs: list[tuple[str, str]]  # closed pairs whose last JOIN was lost
     failed: int  # connection:failed events, all peers
-    retries: int  # direct JOINs sent (PROTOCOL.md: the retry after `failed`)
+    retries: int  # direct JOINs sent (docs/PROTOCOL.md: the retry after `failed`)
     errors: list[str]
     attempts: list[Attempt]
     timeline: Timeline

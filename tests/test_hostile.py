@@ -1,6 +1,6 @@
 """Hostile and broken input, fuzzed with hypothesis over a live room: driver messages of every
 shape, and control-channel messages from a connected remote. For each case the peer reports
-(an `error` event) or drops the message as PROTOCOL.md says; it stays connected to the real
+(an `error` event) or drops the message as docs/PROTOCOL.md says; it stays connected to the real
 remote, and tasks and RemotePeers do not pile up.
 
 Each module runs one real two-peer room on its own event loop; hypothesis feeds it thousands of

@@ -1,5 +1,5 @@
 """Media in rooms over real aiortc connections: publish/unpublish/republish, glare, late joiners,
-fan-out to several remotes, frames as numpy, m-line reuse (PROTOCOL.md "Media")."""
+fan-out to several remotes, frames as numpy, m-line reuse (docs/PROTOCOL.md "Media")."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ async def test_nats_outage_keeps_calls_and_a_restart_lets_new_peers_in(
     await nats_server.arestart()
     for peer, mark in zip((a, b), marks, strict=True):
         event = await peer.wait("driver:active", since=mark)
-        # Back online, a joined peer announces itself again (PROTOCOL.md, 0-1000 ms later).
+        # Back online, a joined peer announces itself again (docs/PROTOCOL.md, 0-1000 ms later).
         await peer.wait("signal:send", since=peer.events.index(event), kind="join", via="driver")
     # The call itself never noticed the outage.
     for peer, mark in zip((a, b), before, strict=True):
@@ -239,7 +239,7 @@ async def test_failed_connection_is_retried_by_a_direct_join(
         await wait_until([a, b], lambda: fully_connected([a, b]), timeout=20)
         assert len(lossy.dropped) == 1
 
-        # After `failed`, a sent a JOIN directly to b (PROTOCOL.md); b dropped its stale
+        # After `failed`, a sent a JOIN directly to b (docs/PROTOCOL.md); b dropped its stale
         # connection and offered anew: a's log goes failed -> closed -> new -> ... -> connected.
         sent_joins = [e for e in a_log.events if e.name == "signal:send" and e.kind == "join"]
         direct = [e for e in sent_joins if e.detail == "to b"]

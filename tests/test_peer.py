@@ -349,7 +349,7 @@ class DictDriver(Driver):
 
 
 async def test_a_custom_driver_with_only_the_three_calls_connects_peers():
-    """PROTOCOL.md: the base Driver starts active, so a driver that implements subscribe,
+    """docs/PROTOCOL.md: the base Driver starts active, so a driver that implements subscribe,
     unsubscribe and dispatch works as is (its JOINs were silently dropped: one signal:drop)."""
     driver = DictDriver()
     assert driver.active

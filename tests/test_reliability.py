@@ -101,7 +101,7 @@ async def test_faulty_room_ends_connected_or_failed_and_never_hangs(fault: Fault
         assert attempt.seconds is not None, f"attempt without outcome: {attempt}"
         assert attempt.seconds <= TIMEOUT + 0.75, attempt
 
-    # Failed -> retried: a JOIN between the two follows (the direct JOIN of PROTOCOL.md, from
+    # Failed -> retried: a JOIN between the two follows (the direct JOIN of docs/PROTOCOL.md, from
     # either side: a side whose remote already started over does not send its own). "Follows"
     # is sent or delivered after the failure: with 200 ms of delay, the remote's JOIN sent just
     # before arrives just after, within the failed side's random 0-1 s wait, and is the retry

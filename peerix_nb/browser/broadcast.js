@@ -3,7 +3,7 @@
 // browser peers there) find each other without a server.
 //
 // Kernel -> page: {type: "post", key} + the message bytes; the page posts [key, bytes] on the
-// channel (PROTOCOL.md). Page -> kernel: whatever arrives on the channel for a key the kernel
+// channel (docs/PROTOCOL.md). Page -> kernel: whatever arrives on the channel for a key the kernel
 // subscribed to (the synced `subscribed` list) goes back as {type: "recv", key} + bytes. Only the
 // page the kernel chose ({type: "own", to}) opens the channel: two pages showing one kernel's
 // widget would otherwise post every message twice and echo each other's posts back.

@@ -1,7 +1,7 @@
 """BroadcastChannelDriver: kernel peers signal through the browser's BroadcastChannel.
 
 A driver that is also a small widget. Once displayed, its view relays the kernel's driver
-messages to and from `BroadcastChannel(name)` in that browser (PROTOCOL.md: it posts
+messages to and from `BroadcastChannel(name)` in that browser (docs/PROTOCOL.md: it posts
 `[parts.join(':'), bytes]`), so kernels of notebooks open in one browser, and browser peers
 there, find each other without any server. Until a view exists there is no path to the
 browser: the driver is inactive, and using it says so in an `error` event.

@@ -1,4 +1,4 @@
-// Peerix v0.1 driver-message codec for the browser (PROTOCOL.md, "Message encoding").
+// Peerix v0.1 driver-message codec for the browser (docs/PROTOCOL.md, "Message encoding").
 //
 // encode: JSON.stringify([type, sender, ...payload]) -> UTF-8 -> deflate (RFC 1950, what
 //         CompressionStream("deflate") and Python's zlib.compress write) -> AES-256-GCM when a
@@ -163,7 +163,7 @@ export function checkCandidate(value) {
   return { candidate, sdpMid, sdpMLineIndex, usernameFragment };
 }
 
-/** Check a decoded JSON value against the message table of PROTOCOL.md. */
+/** Check a decoded JSON value against the message table of docs/PROTOCOL.md. */
 export function parseMessage(value) {
   if (!Array.isArray(value) || value.length < 2) throw fail("message is not a JSON array [type, sender, ...]");
   const [type, sender, ...rest] = value;

@@ -1,4 +1,4 @@
-// Signaling drivers for the browser peer (PROTOCOL.md, "Namespaces and drivers").
+// Signaling drivers for the browser peer (docs/PROTOCOL.md, "Namespaces and drivers").
 //
 // A driver moves opaque byte messages by namespace (a list of string parts): subscribe,
 // unsubscribe, dispatch. It has an `active` flag and emits "active", "inactive" and "error";

@@ -1,13 +1,13 @@
-// A Peerix v0.1 room peer on the browser's own RTCPeerConnection (PROTOCOL.md, all of it).
+// A Peerix v0.1 room peer on the browser's own RTCPeerConnection (docs/PROTOCOL.md, all of it).
 //
 // Peer: joins a room through a driver, keeps one Remote per remote peer (full mesh), fans out
 // data channels and published MediaStreams. Remote: one RTCPeerConnection — the operations
 // chain, offers/answers with perfect negotiation (native rollback), trickled candidates, the
 // control channel, channel roles, the label map of published streams, states and timeouts.
 //
-// It interoperates with peerix_nb's Python peers (aiortc), which shaped a few choices noted
-// where they are made; event names and fields are the Python Peer's, so the kernel can log
-// them into an EventLog with the same schema.
+// It sends exactly what the browser's RTCPeerConnection produces, as browser Peerix does: the
+// Python peers (aiortc) adapt to browsers, never the reverse (docs/PROTOCOL.md). Event names and
+// fields are the Python Peer's, so the kernel can log them into an EventLog with the same schema.
 
 import { Emitter } from "./events.js";
 import {
@@ -15,20 +15,47 @@ import {
   CANDIDATE,
   JOIN,
   LEAVE,
+  MAX_ID_LENGTH,
+  MAX_METADATA_BYTES,
   OFFER,
   PeerixError,
   SignalingCodec,
   checkCandidate,
+  jsonSize,
 } from "./codec.js";
 import { randomId } from "./ids.js";
 
+// Limits, the Python peer's (remote.py, peer.py, signaling.py; the codec checks message size,
+// metadata and sender ids): past one, an `error` event or a `signal:reject`/`signal:drop` row,
+// and the peer carries on.
 const MAX_QUEUED_CANDIDATES = 100;
+/** A renegotiation offer without an answer this long is withdrawn and made again (remote.py
+ *  OFFER_TIMEOUT): a remote busy with its own offer may ignore ours without a word. */
+const OFFER_TIMEOUT_MS = 3000;
+/** After answering a colliding offer, wait this long before offering our own changes again, so
+ *  the re-offer does not reach the remote while it still applies our answer (REOFFER_DELAY). */
+const REOFFER_DELAY_MS = 200;
 const MAX_CONTROL_MESSAGE = 1 << 20;
 const MAX_REMOTES = 64;
-/** How long a held offer (the glare test knob) waits for the remote's offer. */
-const HOLD_OFFER_MS = 5000;
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Messages held per sender while `verify` decides about it (peer.py MAX_HELD_MESSAGES). */
+const MAX_HELD_MESSAGES = 100;
+/** Data channels per remote (remote.py MAX_CHANNELS): more only come from a runaway remote. */
+export const MAX_CHANNELS = 256;
+/**
+ * A joined peer repeats its room JOIN after ~REANNOUNCE_FIRST s, then at doubling intervals up
+ * to REANNOUNCE_MAX s, while it stays joined (peer.py). JOIN has no acknowledgement: a JOIN lost
+ * on its way, or the direct JOIN retry after `failed`, would leave that pair with no attempt on
+ * either side, for good. A peer already connected to the sender ignores a room JOIN (`_route`),
+ * so a repeat costs one message.
+ */
+export const REANNOUNCE_FIRST = 1;
+export const REANNOUNCE_MAX = 30;
+/** Seconds between control-channel pings, and without drain progress before `disconnected`
+ *  (liveness.py's PING_INTERVAL and STALL_AFTER; see Remote._startLiveness). */
+export const PING_INTERVAL = 1;
+export const STALL_AFTER = 2.5;
+const PING = '["ping"]';
+const utf8 = new TextEncoder();
 
 function wrap(error, code) {
   if (error instanceof PeerixError) return error;
@@ -41,6 +68,11 @@ export function ufragOf(sdp) {
   return match ? match[1] : null;
 }
 
+/** The mids of an SDP's m-lines, in order, as one string (to match an answer to its offer). */
+function mids(sdp) {
+  return [...(sdp || "").matchAll(/^a=mid:(\S+)/gm)].map((m) => m[1]).join(" ");
+}
+
 /** mid -> {streamId, trackId} of every m-line of an SDP, from its a=mid and a=msid lines. */
 export function msidsOf(sdp) {
   const out = new Map();
@@ -51,44 +83,6 @@ export function msidsOf(sdp) {
     out.set(mid[1], { streamId: msid ? msid[1] : "", trackId: msid && msid[2] ? msid[2] : "" });
   }
   return out;
-}
-
-/**
- * RTP header-extension ids the Python side (aiortc) always offers. aiortc numbers every offer
- * from this fixed table; Chrome refuses a remote offer that maps an id to another URI than its
- * bundle already uses ("RTP extension ID reassignment not supported"), and after a native
- * rollback it still remembers the ids of the offer it rolled back. So our offers use these ids
- * for these URIs (and keep 1-3 free for them), and the two sides never disagree.
- */
-const ALIGNED_EXTMAP = {
-  "urn:ietf:params:rtp-hdrext:sdes:mid": 1,
-  "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 2,
-  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 3,
-};
-
-/** An offer's SDP with the header-extension ids of ALIGNED_EXTMAP (one mapping per SDP). */
-export function alignExtmap(sdp) {
-  const line = /^a=extmap:(\d+)(\/\w+)? (\S+)(.*)$/gm;
-  const ids = new Map(); // uri -> id as offered
-  for (const m of sdp.matchAll(line)) ids.set(m[3], Number(m[1]));
-  const reserved = new Set(Object.values(ALIGNED_EXTMAP));
-  const mapping = new Map();
-  const taken = new Set(reserved);
-  for (const [uri, id] of ids) {
-    if (uri in ALIGNED_EXTMAP) mapping.set(uri, ALIGNED_EXTMAP[uri]);
-    else if (!reserved.has(id)) {
-      mapping.set(uri, id);
-      taken.add(id);
-    }
-  }
-  for (const [uri] of ids) {
-    if (mapping.has(uri)) continue;
-    let free = 1;
-    while (taken.has(free)) free += 1;
-    mapping.set(uri, free);
-    taken.add(free);
-  }
-  return sdp.replace(line, (_all, _id, dir, uri, rest) => `a=extmap:${mapping.get(uri)}${dir || ""} ${uri}${rest}`);
 }
 
 function channelInit(options) {
@@ -118,17 +112,28 @@ function checkLabel(label) {
 export class Peer extends Emitter {
   /**
    * @param {object} options id, driver (required), iceServers ([] = none), iceTransportPolicy,
-   *   connectionTimeout (s, 0 = none), compression, hashing, encryptionKey, maxRemotes
+   *   connectionTimeout (s, 0 = none), compression, hashing, encryptionKey, maxRemotes,
+   *   reannounceFirst and reannounceMax (s: the periodic JOIN, REANNOUNCE_FIRST/MAX)
    */
   constructor({ id = null, driver, iceServers = [], iceTransportPolicy = "all", connectionTimeout = 15,
-    compression = true, hashing = false, encryptionKey = null, maxRemotes = MAX_REMOTES } = {}) {
+    compression = true, hashing = false, encryptionKey = null, maxRemotes = MAX_REMOTES,
+    reannounceFirst = REANNOUNCE_FIRST, reannounceMax = REANNOUNCE_MAX } = {}) {
     super();
     if (!driver) throw new TypeError("a Peer needs a driver");
+    if (id !== null && (typeof id !== "string" || !id || id.length > MAX_ID_LENGTH)) {
+      throw new PeerixError("PEER_SIGNALING_ERROR",
+        `peer id must be a non-empty string of at most ${MAX_ID_LENGTH} characters, got ${JSON.stringify(id)}`);
+    }
+    if (!Number.isInteger(maxRemotes) || maxRemotes < 1) {
+      throw new TypeError(`maxRemotes must be a positive integer, got ${maxRemotes}`);
+    }
     this.id = id || randomId();
     this.driver = driver;
     this.configuration = { iceServers, iceTransportPolicy, bundlePolicy: "max-bundle" };
     this.connectionTimeout = connectionTimeout;
     this.maxRemotes = maxRemotes;
+    this.reannounceFirst = reannounceFirst;
+    this.reannounceMax = reannounceMax;
     this.codec = new SignalingCodec({ compression, hashing, encryptionKey });
     this.room = "";
     this.metadata = null;
@@ -137,19 +142,33 @@ export class Peer extends Emitter {
     this.connections = new Map(); // remote id -> Remote
     this.channels = new Map(); // label -> options, for current and future remotes
     this.streams = new Map(); // label -> MediaStream we publish
-    // Test knobs: holdOffers makes the next renegotiation offer over the control channel wait
-    // until the remote's own offer arrives (up to HOLD_OFFER_MS), then go out first, so
-    // that two publishes "at the same moment" really collide (glare tests).
-    this.testing = { holdOffers: false };
     this._namespaces = [];
     this._sendChain = Promise.resolve();
     this._recvChain = Promise.resolve();
+    this._verify = null;
+    this._admitting = new Map(); // sender -> messages held while verify decides: [[message, direct]]
+    // Candidates from senders we have no Remote for yet (a trickled candidate can overtake its
+    // OFFER on a reordering driver): at most maxRemotes senders and MAX_QUEUED_CANDIDATES
+    // each, applied when the OFFER comes (peer.py does the same).
+    this._earlyCandidates = new Map();
+    this._announced = false; // the room JOIN went out since join() (or waits for the driver)
+    this._generation = 0; // one per join and leave: timers and verify calls of an old one stop
+    this._reannounceTimer = null;
     this._onRoom = (data) => this._receive(data, false);
     this._onDirect = (data) => this._receive(data, true);
     this._driverHandlers = {
       active: () => {
         this._emit("driver:active", { state: "active" });
-        if (this.joined) this._announceLater();
+        if (!this.joined) return;
+        // An attempt still `new` has not completed its first exchange, which goes through the
+        // driver: its offer or answer may have been dropped while the driver was inactive.
+        for (const remote of [...this.connections.values()]) {
+          if (remote.state === "new") remote.fail("signaling interrupted: the driver was inactive");
+        }
+        // The random delay spreads the re-announcements of a room whose driver came back; a
+        // JOIN that never went out (join() while inactive) is a first one: it goes now.
+        if (this._announced) this._announceLater();
+        else this._announce().catch((e) => this._report(e, "PEER_SIGNALING_ERROR"));
       },
       inactive: () => this._emit("driver:inactive", { state: "inactive" }),
       error: (event) => this._report(event.error || "driver error", "PEER_SIGNALING_ERROR"),
@@ -167,8 +186,25 @@ export class Peer extends Emitter {
   }
 
   // -- joining and leaving ------------------------------------------------------------------
-  async join(room = "default", metadata = null) {
+  /**
+   * Join `room`, announcing `metadata` (JSON, at most MAX_METADATA_BYTES). `verify({id,
+   * metadata})` may refuse a peer asking to connect: it returns a boolean or a Promise of one;
+   * that sender's messages are held meanwhile, and a refusal is a `signal:reject` row.
+   */
+  async join(room = "default", metadata = null, verify = null) {
     if (typeof room !== "string" || !room) throw new PeerixError("PEER_SIGNALING_ERROR", "room must be a non-empty string");
+    if (verify !== null && verify !== undefined && typeof verify !== "function") {
+      throw new TypeError("verify must be a function taking {id, metadata} and returning a boolean (or a Promise of one)");
+    }
+    let size;
+    try {
+      size = jsonSize(metadata);
+    } catch (error) {
+      throw new TypeError(`metadata must be JSON-serializable: ${error.message}`);
+    }
+    if (size > MAX_METADATA_BYTES) {
+      throw new PeerixError("PEER_SIGNALING_ERROR", `metadata is ${size} bytes as JSON; the limit is ${MAX_METADATA_BYTES}`);
+    }
     if (this.joined || this._joining) {
       // One room at a time, as in peer.py: silently staying in the other room would mislead.
       if (room !== this.room) {
@@ -178,25 +214,32 @@ export class Peer extends Emitter {
       return this._joining || undefined;
     }
     this.room = room;
-    this.metadata = metadata;
+    this.metadata = metadata === undefined ? null : metadata;
+    this._verify = verify || null;
     this._joining = this._join(room).finally(() => { this._joining = null; });
     return this._joining;
   }
 
   async _join(room) {
+    this._generation += 1;
     this._namespaces = [await this.codec.namespace([room]), await this.codec.namespace([room, this.id])];
     await this.driver.subscribe(this._namespaces[0], this._onRoom);
     await this.driver.subscribe(this._namespaces[1], this._onDirect);
     for (const [name, handler] of Object.entries(this._driverHandlers)) this.driver.on(name, handler);
     this.joined = true;
+    this._announced = false;
     this._emit("room:join", { state: "joined", detail: room });
-    if (!this.driver.active) this._emit("driver:inactive", { state: "inactive", detail: "waiting for the driver" });
+    if (!this.driver.active) this._announceWaits();
     await this._announce();
+    this._startReannounce();
   }
 
   async leave() {
     if (!this.joined) return;
     this.joined = false;
+    this._generation += 1;
+    clearTimeout(this._reannounceTimer);
+    this._reannounceTimer = null;
     for (const [name, handler] of Object.entries(this._driverHandlers)) this.driver.off(name, handler);
     try {
       if (this.driver.active) await this._dispatch(this._namespaces[0], [LEAVE, this.id], "leave", null);
@@ -205,6 +248,8 @@ export class Peer extends Emitter {
     }
     await Promise.all([...this.connections.values()].map((r) => r.shutdown("left the room")));
     this.connections.clear();
+    this._admitting.clear();
+    this._earlyCandidates.clear();
     await this.driver.unsubscribe(this._namespaces[0], this._onRoom).catch((e) => this._report(e));
     await this.driver.unsubscribe(this._namespaces[1], this._onDirect).catch((e) => this._report(e));
     this._namespaces = [];
@@ -214,26 +259,62 @@ export class Peer extends Emitter {
   async _announce(to = null) {
     if (!this.joined || !this.driver.active) return;
     const namespace = to === null ? this._namespaces[0] : await this.codec.namespace([this.room, to]);
-    await this._dispatch(namespace, [JOIN, this.id, this.metadata], "join", null);
+    const detail = to === null ? null : `to ${to}`; // a direct JOIN: the retry after `failed`
+    const sent = await this._dispatch(namespace, [JOIN, this.id, this.metadata], "join", null, detail);
+    if (sent && to === null) this._announced = true;
+  }
+
+  /** join() with an inactive driver: nobody can see us yet. Say so where a user looks (an event
+   *  and a console warning) rather than a silent "successful" join; the JOIN goes out as soon
+   *  as the driver becomes active (the "active" handler). */
+  _announceWaits() {
+    const detail = "JOIN waits for the driver to become active";
+    console.warn(`peerix: peer ${this.id} joined room ${JSON.stringify(this.room)} but its driver is inactive: ${detail}`);
+    this._emit("driver:inactive", { state: "inactive", kind: "join", detail });
   }
 
   _announceLater(to = null) {
-    // PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
+    // docs/PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
     setTimeout(() => this._announce(to).catch((e) => this._report(e, "PEER_SIGNALING_ERROR")),
       Math.random() * 1000);
+  }
+
+  /** The periodic JOIN (see REANNOUNCE_FIRST): jittered, doubling, until leave(). */
+  _startReannounce() {
+    const generation = this._generation;
+    const next = (interval) => {
+      // Jittered, so that a room that joined together does not announce together.
+      this._reannounceTimer = setTimeout(async () => {
+        this._reannounceTimer = null;
+        if (!this.joined || generation !== this._generation) return;
+        try {
+          await this._announce();
+        } catch (error) {
+          this._report(error, "PEER_SIGNALING_ERROR"); // a driver hiccup must not end the repeats
+        }
+        if (this.joined && generation === this._generation) next(Math.min(interval * 2, this.reannounceMax));
+      }, interval * (0.5 + Math.random()) * 1000);
+    };
+    next(this.reannounceFirst);
   }
 
   // -- driver messages ----------------------------------------------------------------------
   /**
    * Encode and dispatch in order: encoding is asynchronous (CompressionStream, WebCrypto) and a
    * small CANDIDATE must never overtake the OFFER it belongs to (the receiver would drop it,
-   * having no connection for that sender yet).
+   * having no connection for that sender yet). Resolves to false when the driver is inactive:
+   * docs/PROTOCOL.md says nothing is dispatched then, and the log says so (a `signal:drop` row).
    */
-  _dispatch(namespace, message, kind, remote) {
+  _dispatch(namespace, message, kind, remote, detail = null) {
     const step = this._sendChain.then(async () => {
       const data = await this.codec.encode(message);
+      if (!this.driver.active) {
+        this._emit("signal:drop", { remote, kind, via: "driver", size: data.length, detail: "driver inactive: not sent" });
+        return false;
+      }
       await this.driver.dispatch(namespace, data);
-      this._emit("signal:send", { remote, kind, via: "driver", size: data.length });
+      this._emit("signal:send", { remote, kind, via: "driver", size: data.length, detail });
+      return true;
     });
     this._sendChain = step.catch(() => {});
     return step;
@@ -263,10 +344,18 @@ export class Peer extends Emitter {
       this._report(error, "PEER_SIGNALING_ERROR");
       return;
     }
-    if (message.sender === this.id) return; // our own broadcast, echoed by the driver
+    if (!this.joined || message.sender === this.id) return; // our own broadcast, echoed by the driver
     const remote = this.connections.get(message.sender) || null;
     this._emit("signal:recv", { remote, kind: message.kind, via: "driver", size: data.length,
       detail: remote ? null : message.sender });
+    const held = this._admitting.get(message.sender);
+    if (held) {
+      // verify is deciding about this sender: its messages wait, up to a limit.
+      if (held.length < MAX_HELD_MESSAGES) held.push([message, direct]);
+      else this._emit("signal:drop", { kind: message.kind, via: "driver",
+        detail: `${message.sender}: more than ${MAX_HELD_MESSAGES} messages while verify decides` });
+      return;
+    }
     this._route(message, direct);
   }
 
@@ -281,10 +370,10 @@ export class Peer extends Emitter {
           return;
         }
         // A direct JOIN: the remote lost us and starts over.
-        remote.shutdown("remote restarted the connection").then(() => this._admit(message));
+        remote.shutdown("remote restarted the connection").then(() => this._admit(message, true));
         return;
       }
-      this._admit(message);
+      this._admit(message, direct);
     } else if (message.type === OFFER) {
       if (remote && remote.controlOpen) {
         if (remote.state === "connected") {
@@ -293,21 +382,34 @@ export class Peer extends Emitter {
           this._ignore(message, remote, "driver offer for a live connection");
           return;
         }
-        remote.shutdown("remote restarted the connection").then(() => this._admit(message));
+        remote.shutdown("remote restarted the connection").then(() => this._admit(message, true));
       } else if (remote) {
         remote.receiveOffer(message.description, null, "driver");
       } else {
-        this._admit(message);
+        this._admit(message, direct);
       }
     } else if (message.type === ANSWER || message.type === CANDIDATE) {
+      if (!remote && message.type === CANDIDATE && message.candidate) {
+        let early = this._earlyCandidates.get(sender);
+        if (!early && this._earlyCandidates.size < this.maxRemotes) {
+          early = [];
+          this._earlyCandidates.set(sender, early);
+        }
+        if (early && early.length < MAX_QUEUED_CANDIDATES) {
+          early.push(message.candidate);
+          this._emit("signal:hold", { kind: message.kind, via: "driver", detail: `${sender}: before its offer` });
+          return;
+        }
+      }
       if (!remote) {
         this._emit("signal:drop", { kind: message.kind, via: "driver", detail: `no connection to ${sender}` });
         return;
       }
       if (message.type === ANSWER) remote.receiveAnswer(message.description);
       else remote.receiveCandidate(message.candidate);
-    } else if (message.type === LEAVE && remote) {
-      remote.shutdown("remote left");
+    } else if (message.type === LEAVE) {
+      this._earlyCandidates.delete(sender);
+      if (remote) remote.shutdown("remote left");
     }
   }
 
@@ -315,26 +417,68 @@ export class Peer extends Emitter {
     this._emit("signal:ignore", { remote, kind: message.kind, via: "driver", detail: why });
   }
 
-  _admit(message) {
+  /** Run `verify` for a new remote (JOIN or OFFER), holding its later messages meanwhile. */
+  _admit(message, direct) {
     if (!this.joined) return;
-    if (this.connections.size >= this.maxRemotes) {
+    const sender = message.sender;
+    if (this.connections.size + this._admitting.size >= this.maxRemotes) {
+      this._earlyCandidates.delete(sender);
       this._emit("signal:reject", { kind: message.kind, via: "driver",
-        detail: `${message.sender}: room full (${this.maxRemotes} remotes)` });
+        detail: `${sender}: room full (${this.maxRemotes} remotes)` });
       return;
     }
-    const remote = new Remote(this, message.sender, message.metadata);
+    const held = [];
+    this._admitting.set(sender, held);
+    this._admitTask(message, held, this._generation).catch((e) => this._report(e));
+  }
+
+  async _admitTask(message, held, generation) {
+    const sender = message.sender;
+    let accepted = false;
+    try {
+      accepted = await this._verified(sender, message.metadata);
+    } finally {
+      if (this._admitting.get(sender) === held) this._admitting.delete(sender);
+    }
+    // Taken whatever the outcome: left behind, a refused sender's entry would hold a place.
+    const early = this._earlyCandidates.get(sender) || [];
+    this._earlyCandidates.delete(sender);
+    if (!this.joined || generation !== this._generation) return;
+    if (!accepted) {
+      this._emit("signal:reject", { kind: message.kind, via: "driver", detail: `${sender} rejected by verify` });
+      return;
+    }
+    const remote = new Remote(this, sender, message.metadata);
     this.connections.set(remote.id, remote);
-    if (message.type === JOIN) remote.start(); // we were here first: we offer
-    else remote.receiveOffer(message.description, null, "driver");
+    if (message.type === JOIN) {
+      remote.start(); // we were here first: we offer (earlier candidates are stale)
+    } else {
+      remote.receiveOffer(message.description, null, "driver");
+      for (const candidate of early) remote.receiveCandidate(candidate); // held for that offer
+    }
+    for (const [later, laterDirect] of held) this._route(later, laterDirect);
+  }
+
+  async _verified(sender, metadata) {
+    if (!this._verify) return true;
+    try {
+      return !!(await this._verify({ id: sender, metadata }));
+    } catch (error) {
+      this._report(new PeerixError("PEER_SIGNALING_ERROR",
+        `verify raised ${error && error.message ? `${error.name || "Error"}: ${error.message}` : String(error)}`, error));
+      return false;
+    }
   }
 
   _remoteClosed(remote, failed) {
     if (this.connections.get(remote.id) === remote) this.connections.delete(remote.id);
     if (failed && this.joined) {
-      // PROTOCOL.md: after `failed`, JOIN that remote directly (after 0-1 s) to try again.
+      // docs/PROTOCOL.md: after `failed`, JOIN that remote directly (after 0-1 s) to try again.
       setTimeout(() => {
         const current = this.connections.get(remote.id);
-        if (current && !["failed", "closed"].includes(current.state)) return;
+        if (this._admitting.has(remote.id) || (current && !["failed", "closed"].includes(current.state))) {
+          return; // the remote retried first: its JOIN already gave us a new connection
+        }
         this._announce(remote.id).catch((e) => this._report(e, "PEER_SIGNALING_ERROR"));
       }, Math.random() * 1000);
     }
@@ -344,6 +488,11 @@ export class Peer extends Emitter {
   /** Open channel `label` to every remote, now and later. */
   open(label = "default", options = {}) {
     checkLabel(label);
+    if (!this.channels.has(label) && this.channels.size >= MAX_CHANNELS) {
+      // The remote would refuse it (MAX_CHANNELS) and only the remote would know.
+      throw new PeerixError("PEER_DATACHANNEL_ERROR",
+        `cannot open channel ${JSON.stringify(label)}: a peer opens at most ${MAX_CHANNELS} channels (remotes refuse more); close() one first`);
+    }
     const entry = { ...options, label };
     this.channels.set(label, entry);
     for (const remote of this.connections.values()) remote.openChannel(entry);
@@ -377,13 +526,52 @@ export class Peer extends Emitter {
   }
 }
 
+/**
+ * Fast `disconnected` in the page: the browser counterpart of liveness.py.
+ *
+ * Why: the Python peer sends `["ping"]` on the control channel every PING_INTERVAL and watches
+ * SCTP acknowledgements progress in aiortc's private state (aiortc has no `disconnected` of its
+ * own). A page cannot see SCTP acknowledgements. The nearest thing it can see is the control
+ * channel's `bufferedAmount`: bytes handed to send() that the browser's SCTP stack has not sent
+ * yet. SCTP sends new data only while its congestion and receive windows have room, and only
+ * acknowledgements make room, so data that stays buffered with no progress for STALL_AFTER means
+ * the remote (or the path) stopped acknowledging: `disconnected`; draining again: `connected`.
+ * It is a weaker signal than the Python one, because unacknowledged data that the stack has
+ * already sent is not "buffered": measured in Chromium 156 against a frozen remote browser
+ * (SIGSTOP), the 8-byte pings fitted in the stalled window and bufferedAmount stayed 0 for 20 s,
+ * while the browser's own ICE said `disconnected` after ~5.3 s; pings padded to 1.2 kB made it
+ * grow ~2 s after the freeze (a stall seen at ~4.5 s). So the ICE `disconnected`
+ * (_onConnectionState) stays the main signal in a page, this watch catches what is stuck behind
+ * larger control messages (offers, candidates, channel requests), and the pings stay the
+ * Python peer's 8 bytes (browser Peerix ignores them), not 1.2 kB a second per remote for ~1 s.
+ */
+export class DrainWatch {
+  constructor(stallAfterMs = STALL_AFTER * 1000) {
+    this.stallAfter = stallAfterMs;
+    this._lastBuffered = 0;
+    this._stalledSince = null;
+  }
+
+  /**
+   * `buffered`: the channel's bufferedAmount now; `queued`: bytes handed to send() since the
+   * previous call. False once data has waited `stallAfter` ms without any of it draining.
+   */
+  alive(now, buffered, queued = 0) {
+    const drained = this._lastBuffered + queued - buffered > 0;
+    if (!buffered) this._stalledSince = null;
+    else if (drained || this._stalledSince === null) this._stalledSince = now;
+    this._lastBuffered = buffered;
+    return this._stalledSince === null || now - this._stalledSince < this.stallAfter;
+  }
+}
+
 export class Remote {
   constructor(peer, id, metadata) {
     this.peer = peer;
     this.id = id;
     this.metadata = metadata;
     this.room = peer.room;
-    this.polite = peer.id > id; // PROTOCOL.md: plain string comparison
+    this.polite = peer.id > id; // docs/PROTOCOL.md: plain string comparison
     this.state = "new";
     this.streams = new Map(); // label -> remote MediaStream
     this.channels = new Map(); // label -> RTCDataChannel
@@ -393,12 +581,17 @@ export class Remote {
     this._needsNegotiation = false;
     this._pendingCandidates = [];
     this._labels = {}; // remote stream id -> label, from the remote's last offer
-    this._outgoing = []; // {transceiver, kind, track, streamId}
+    this._outgoing = []; // {transceiver, kind, track, label, streamId}: what we send
     this._incoming = new Map(); // mid -> {streamId, label, track, stream}
     this._closing = false;
     this._timer = null;
     this._offerStarted = null;
-    this._remoteOfferArrived = null; // resolver, while an offer is held (testing.holdOffers)
+    this._offerTimer = null; // OFFER_TIMEOUT_MS of our pending renegotiation offer
+    this._offerSeq = 0; // counts our offers, so a late timer knows its offer is gone
+    this._reofferTimer = null;
+    this._rolledBack = false; // the current exchange answered after a rollback
+    this._liveness = null; // the control channel's pings and drain watch (_startLiveness)
+    this._stalled = false; // `disconnected` came from that watch
     this.pc = this._createConnection();
     this._emit("connection:new", { state: "new", detail: this.polite ? "polite" : "impolite" });
     this._armTimeout();
@@ -438,7 +631,7 @@ export class Remote {
     pc.ondatachannel = ({ channel }) => {
       if (pc === this.pc) this._registerChannel(channel);
     };
-    // The control channel: negotiated on both sides before the first offer (PROTOCOL.md).
+    // The control channel: negotiated on both sides before the first offer (docs/PROTOCOL.md).
     const control = pc.createDataChannel("", { negotiated: true, id: 0 });
     control.onopen = () => this._onControlOpen(control);
     control.onclose = () => {
@@ -491,9 +684,11 @@ export class Remote {
     if (this._closing) return;
     this._closing = true;
     this._cancelTimeout();
+    this._cancelOfferTimer();
+    clearTimeout(this._reofferTimer);
+    this._stopLiveness();
     for (const incoming of [...this._incoming.values()]) this._endIncoming(incoming);
     this._incoming.clear();
-    if (this._remoteOfferArrived) this._remoteOfferArrived();
     try {
       this.pc.close();
     } catch {
@@ -552,23 +747,35 @@ export class Remote {
     const via = this.controlOpen ? "control" : "driver";
     this._offerStarted = { at: performance.now(), via };
     const offer = await pc.createOffer();
-    await pc.setLocalDescription({ type: "offer", sdp: alignExtmap(offer.sdp) });
-    if (via === "control" && this.peer.testing.holdOffers) {
-      // Glare test knob: wait for the remote's offer, then send ours first, so both cross.
-      this.peer.testing.holdOffers = false; // one offer only: the re-offer after glare goes out
-      this._emit("signal:hold", { kind: "offer", via, detail: "holding our offer until the remote offers" });
-      await Promise.race([
-        new Promise((resolve) => { this._remoteOfferArrived = resolve; }),
-        sleep(HOLD_OFFER_MS),
-      ]);
-      this._remoteOfferArrived = null;
-      if (this._closing) return;
-    }
+    await pc.setLocalDescription(offer);
     this._sendDescription(pc.localDescription, via);
+    if (via === "control") this._armOfferTimer();
+  }
+
+  _armOfferTimer() {
+    this._cancelOfferTimer();
+    const seq = ++this._offerSeq;
+    this._offerTimer = setTimeout(() => {
+      this._offerTimer = null;
+      if (seq === this._offerSeq) this._enqueue(() => this._withdraw(seq), "PEER_NEGOTIATION_ERROR");
+    }, OFFER_TIMEOUT_MS);
+  }
+
+  _cancelOfferTimer() {
+    clearTimeout(this._offerTimer);
+    this._offerTimer = null;
+  }
+
+  /** Our offer got no answer: take it back (native rollback) and make it again. */
+  async _withdraw(seq) {
+    if (seq !== this._offerSeq || this.pc.signalingState !== "have-local-offer") return;
+    await this.pc.setLocalDescription({ type: "rollback" });
+    this._emit("signal:withdraw", { kind: "offer", via: "control",
+      detail: `no answer within ${OFFER_TIMEOUT_MS / 1000} s: offering again` });
+    await this._makeOffer();
   }
 
   receiveOffer(description, labels, via) {
-    if (this._remoteOfferArrived) this._remoteOfferArrived();
     this._enqueue(() => this._onOffer(description, labels, via), "PEER_NEGOTIATION_ERROR");
   }
 
@@ -591,7 +798,9 @@ export class Remote {
         return;
       }
       await pc.setLocalDescription({ type: "rollback" });
+      this._cancelOfferTimer();
       this._needsNegotiation = true;
+      this._rolledBack = true;
       this._emit("signal:rollback", { kind: "offer", via, detail: "glare: the polite side rolls back" });
     }
     if (labels) this._labels = labels;
@@ -608,6 +817,12 @@ export class Remote {
       this._emit("signal:ignore", { kind: "answer", detail: `no offer pending (${pc.signalingState})` });
       return;
     }
+    if (mids(description.sdp) !== mids(pc.localDescription && pc.localDescription.sdp)) {
+      // The answer to an offer we withdrew, arriving late: it does not fit the pending offer.
+      this._emit("signal:ignore", { kind: "answer", detail: "answer to a withdrawn offer" });
+      return;
+    }
+    this._cancelOfferTimer();
     await pc.setRemoteDescription(description);
     if (this._offerStarted) {
       const { at, via } = this._offerStarted;
@@ -620,7 +835,13 @@ export class Remote {
   async _afterExchange() {
     await this._applyQueuedCandidates();
     this._syncIncoming();
-    if (this._needsNegotiation && this.controlOpen && this.pc.signalingState === "stable") await this._makeOffer();
+    if (this._rolledBack) {
+      // Offer our rolled-back changes once the remote has had time to apply our answer.
+      this._rolledBack = false;
+      this._reofferTimer = setTimeout(() => this.negotiate(), REOFFER_DELAY_MS);
+    } else if (this._needsNegotiation && this.controlOpen && this.pc.signalingState === "stable") {
+      await this._makeOffer();
+    }
   }
 
   _sendDescription(description, via) {
@@ -650,8 +871,10 @@ export class Remote {
   async _onCandidate(candidate) {
     const remote = this.pc.remoteDescription;
     if (!remote || (candidate && candidate.usernameFragment && candidate.usernameFragment !== ufragOf(remote.sdp))) {
-      // PROTOCOL.md: held until the description it belongs to is applied.
-      if (candidate && this._pendingCandidates.length < MAX_QUEUED_CANDIDATES) this._pendingCandidates.push(candidate);
+      // docs/PROTOCOL.md: held until the description it belongs to is applied.
+      if (!candidate) return;
+      if (this._pendingCandidates.length < MAX_QUEUED_CANDIDATES) this._pendingCandidates.push(candidate);
+      else this._emit("signal:drop", { kind: "candidate", detail: `more than ${MAX_QUEUED_CANDIDATES} candidates before their description` });
       return;
     }
     await this._addCandidate(candidate);
@@ -679,6 +902,7 @@ export class Remote {
     if (control !== this._control || this._closing) return;
     this.controlOpen = true;
     this._emit("control:open", { state: "open" });
+    this._startLiveness(control);
     for (const options of this.peer.channels.values()) this.openChannel(options);
     this._enqueue(() => this._syncOutgoing(), "PEER_MEDIASTREAM_ERROR");
     if (this._needsNegotiation) this.negotiate();
@@ -692,6 +916,7 @@ export class Remote {
       this._report(error, "PEER_SIGNALING_ERROR");
       return;
     }
+    if (this._liveness) this._liveness.queued += utf8.encode(data).length; // what bufferedAmount counts
     this._emit("signal:send", { kind, via: "control", size: data.length });
   }
 
@@ -703,7 +928,8 @@ export class Remote {
       const message = JSON.parse(data);
       if (!Array.isArray(message) || typeof message[0] !== "string") throw new Error("control message is not a JSON array [name, ...]");
       const [name, body, extra] = message;
-      // PROTOCOL.md: unknown event names are ignored (the Python side sends ["ping"] every second).
+      if (name === "ping" && this._liveness) this._liveness.heard = performance.now();
+      // docs/PROTOCOL.md: unknown event names are ignored (peerix_nb peers ping every second).
       if (!["offer", "answer", "candidate", "channel"].includes(name)) return;
       this._emit("signal:recv", { kind: name, via: "control", size: data.length });
       if (name === "channel") this._onChannelRequest(body);
@@ -725,12 +951,73 @@ export class Remote {
     }
   }
 
+  // -- liveness (see DrainWatch for why) ----------------------------------------------------
+  /** Ping on the control channel every PING_INTERVAL and watch it drain, until shutdown. */
+  _startLiveness(control) {
+    this._stopLiveness();
+    // heard: when the remote's last ping came. A remote that pings (a peerix_nb peer, not
+    // browser Peerix) and stops for STALL_AFTER is gone: the page's strongest signal, since
+    // neither SCTP acks nor (for small pings) bufferedAmount show a silent remote.
+    const live = { control, watch: new DrainWatch(), lastPing: -Infinity, queued: 0, timer: null, heard: null };
+    live.timer = setInterval(() => this._livenessTick(), (PING_INTERVAL * 1000) / 4);
+    this._liveness = live;
+    this._livenessTick();
+  }
+
+  _stopLiveness() {
+    if (this._liveness) clearInterval(this._liveness.timer);
+    this._liveness = null;
+  }
+
+  _livenessTick(now = performance.now()) {
+    const live = this._liveness;
+    if (!live) return;
+    const control = live.control;
+    if (this._closing || control !== this._control || control.readyState !== "open") {
+      this._stopLiveness();
+      return;
+    }
+    if (now - live.lastPing >= PING_INTERVAL * 1000) {
+      try {
+        control.send(PING);
+        live.queued += PING.length;
+      } catch {
+        // the channel is closing: its onclose ends the remote
+      }
+      live.lastPing = now;
+    }
+    const queued = live.queued;
+    live.queued = 0;
+    const silent = live.heard !== null && now - live.heard >= STALL_AFTER * 1000;
+    const alive = live.watch.alive(now, control.bufferedAmount, queued) && !silent;
+    if (!alive && this.state === "connected") {
+      this._stalled = true;
+      this._setState("disconnected", silent ? "no ping from the remote" : "control channel not draining");
+      this._armTimeout();
+    } else if (alive && this._stalled) {
+      this._stalled = false;
+      // Back to connected only if ICE agrees (its own `disconnected` waits for ICE).
+      if (this.state === "disconnected" && this.pc.connectionState === "connected") {
+        this._cancelTimeout();
+        this._setState("connected", "control channel draining again");
+      }
+    }
+  }
+
+  _tooManyChannels(label) {
+    if (this.channels.has(label) || this.channels.size < MAX_CHANNELS) return false;
+    this._report(new PeerixError("PEER_DATACHANNEL_ERROR",
+      `channel ${JSON.stringify(label)} refused: ${MAX_CHANNELS} channels to ${this.id} already`), "PEER_DATACHANNEL_ERROR");
+    return true;
+  }
+
   // -- data channels ------------------------------------------------------------------------
   /** Create (impolite side) or request (polite side) channel `options.label`. */
   openChannel(options) {
     const existing = this.channels.get(options.label);
     if (existing && ["connecting", "open"].includes(existing.readyState)) return;
     if (!this.controlOpen) return; // created when the control channel opens
+    if (this._tooManyChannels(options.label)) return;
     if (this.polite) {
       this._sendControl(["channel", channelWire(options)], "channel");
       return;
@@ -758,6 +1045,10 @@ export class Remote {
 
   _registerChannel(channel) {
     const label = channel.label;
+    if (this._tooManyChannels(label)) {
+      channel.close();
+      return;
+    }
     channel.binaryType = "arraybuffer";
     const old = this.channels.get(label);
     this.channels.set(label, channel); // one channel per label: the newer replaces the older
@@ -799,53 +1090,59 @@ export class Remote {
   }
 
   async _syncOutgoing() {
+    // As browser Peerix does (docs/PROTOCOL.md "Media"): a republish under the same label swaps
+    // a track of the same kind with replaceTrack, new tracks get their own sendonly
+    // transceiver, and what is no longer published is stopped: the next offer rejects its
+    // m-line (port 0), and the browser may recycle that m-line later.
     const pc = this.pc;
-    const wanted = new Map(); // track -> stream
-    for (const stream of this.peer.streams.values()) for (const track of stream.getTracks()) wanted.set(track, stream);
-    const before = this._outgoing.map((o) => `${o.transceiver.direction}|${o.streamId}`).join(",");
+    const wanted = new Map(); // track -> {stream, label}
+    for (const [label, stream] of this.peer.streams) {
+      for (const track of stream.getTracks()) wanted.set(track, { stream, label });
+    }
+    let changed = false;
 
     // 1. Senders whose track is no longer published (or moved to another stream) go idle.
     const assigned = new Set();
     for (const out of this._outgoing) {
-      if (!out.track) continue;
-      const stream = wanted.get(out.track);
-      if (!stream || stream.id !== out.streamId || assigned.has(out.track)) {
-        await out.transceiver.sender.replaceTrack(null);
+      const want = wanted.get(out.track);
+      if (!want || want.stream.id !== out.streamId || assigned.has(out.track)) {
         out.track = null;
-        out.streamId = null;
       } else {
         assigned.add(out.track);
       }
     }
-    // 2. New tracks take an idle sender of their kind (m-lines are never removed), or a new
-    //    sendonly transceiver whose msid is the stream's id (PROTOCOL.md "Media").
-    for (const [track, stream] of wanted) {
+    // 2. New tracks: an idle sender of the same label and kind swaps its track (republish),
+    //    else a new sendonly transceiver whose msid is the stream's id.
+    for (const [track, { stream, label }] of wanted) {
       if (assigned.has(track)) continue;
-      let out = this._outgoing.find((o) => !o.track && o.kind === track.kind);
+      let out = this._outgoing.find((o) => !o.track && o.kind === track.kind && o.label === label);
       if (out) {
         await out.transceiver.sender.replaceTrack(track);
         out.transceiver.sender.setStreams(stream);
+        if (out.streamId !== stream.id) changed = true; // the msid changes: renegotiate
       } else {
         const transceiver = pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
         out = { transceiver, kind: track.kind };
         this._outgoing.push(out);
+        changed = true;
       }
       out.track = track;
+      out.label = label;
       out.streamId = stream.id;
       assigned.add(track);
     }
-    // 3. Directions: send while a track is set; keep receiving what we receive.
-    for (const out of this._outgoing) {
-      const receiving = ["recvonly", "sendrecv"].includes(out.transceiver.direction);
-      const sending = !!out.track;
-      out.transceiver.direction = ["inactive", "recvonly", "sendonly", "sendrecv"][2 * sending + receiving];
+    // 3. Unpublished: stopped for good.
+    for (const out of this._outgoing.filter((o) => !o.track)) {
+      out.transceiver.stop();
+      changed = true;
     }
-    const after = this._outgoing.map((o) => `${o.transceiver.direction}|${o.streamId}`).join(",");
-    if (after !== before) {
+    this._outgoing = this._outgoing.filter((o) => o.track);
+    if (changed) {
       if (pc.signalingState === "stable") await this._makeOffer();
       else this._needsNegotiation = true;
     }
   }
+
 
   // -- incoming media -----------------------------------------------------------------------
   /** Turn the negotiated directions and msids into track/stream add and remove events. */

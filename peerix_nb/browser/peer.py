@@ -352,11 +352,6 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         """The page's own view of its connections (state, polite, channels, streams)."""
         return self._command("connections")
 
-    def set_testing(self, **knobs: Any) -> asyncio.Future[Any]:
-        """Test knobs of the JS peer, e.g. `hold_offers=True` (make publishes collide)."""
-        names = {"hold_offers": "holdOffers"}
-        return self._command("testing", {names.get(k, k): v for k, v in knobs.items()})
-
     def close(self) -> None:
         """Close the widget: the page's peer leaves the room; relay subscriptions end."""
         if getattr(self, "_closed", True):

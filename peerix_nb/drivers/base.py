@@ -1,4 +1,4 @@
-"""Driver: the interface every signaling transport implements (PROTOCOL.md, "Namespaces and drivers")."""
+"""Driver: the interface every signaling transport implements (docs/PROTOCOL.md, "Namespaces and drivers")."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class Driver(Emitter):
     """Moves opaque byte messages between peers, by namespace (a list of string parts).
 
     Subclass it and implement `subscribe`, `unsubscribe` and `dispatch` (all async): that is
-    enough, because a driver is active unless it says otherwise (PROTOCOL.md, as in Peerix).
+    enough, because a driver is active unless it says otherwise (docs/PROTOCOL.md, as in Peerix).
     A transport that must connect first starts with `super().__init__(active=False)` and calls
     `set_active(True)` once it can carry messages (NatsDriver, BroadcastChannelDriver); any
     driver calls `set_active(False)` while it cannot. A peer that joins while its driver is

@@ -10,7 +10,7 @@ from .base import Driver, MessageHandler, Subscribers
 
 
 class MemoryDriver(Driver):
-    """Delivers messages between peers of one process (PROTOCOL.md: key = parts joined with ':').
+    """Delivers messages between peers of one process (docs/PROTOCOL.md: key = parts joined with ':').
 
     `delay` is in milliseconds, as in Peerix: each delivery waits a random 75-125 % of it, so
     a delay also reorders messages. With `jitter` (ms) each delivery waits `delay` plus or minus

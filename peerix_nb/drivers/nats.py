@@ -1,4 +1,4 @@
-"""NatsDriver: signaling through a NATS server (PROTOCOL.md: subject `prefix.part.part`, raw bytes).
+"""NatsDriver: signaling through a NATS server (docs/PROTOCOL.md: subject `prefix.part.part`, raw bytes).
 
 Browsers reach the same server over its WebSocket listener, so a kernel peer on this driver
 and a browser Peerix peer on the NATS driver meet in one room. nats-py is imported lazily:
@@ -100,7 +100,7 @@ class NatsDriver(Driver):
         nc: Client | None = None,
         **connect_options: Any,
     ) -> None:
-        super().__init__(active=False)  # until connected (PROTOCOL.md)
+        super().__init__(active=False)  # until connected (docs/PROTOCOL.md)
         if not isinstance(servers, str | list | tuple) or not all(
             isinstance(url, str) for url in servers
         ):
