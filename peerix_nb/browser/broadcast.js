@@ -1,3 +1,4 @@
+// @ts-check
 // BroadcastChannelDriver front end (anywidget ESM): relays a kernel's signaling to and from
 // this browser's BroadcastChannel(name), so kernels of notebooks open in one browser (and
 // browser peers there) find each other without a server.
@@ -11,6 +12,9 @@
 import { randomId } from "./ids.js";
 import { followModel } from "./model.js";
 
+/** @typedef {import("./model.js").WidgetModel} WidgetModel */
+
+/** The bytes of a buffer, or null for anything else. @param {unknown} data @returns {Uint8Array | null} */
 function bytesOf(data) {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -20,12 +24,16 @@ function bytesOf(data) {
 
 function createWidget() {
   const frontend = randomId();
+  /** @type {Set<{ update(): void }>} */
   const views = new Set();
+  /** @type {WidgetModel} */
   let model = null;
+  /** @type {BroadcastChannel | null} */
   let channel = null;
   let posted = 0;
   let received = 0;
 
+  /** @param {Record<string, any>} content @param {Uint8Array[]} [buffers] */
   function send(content, buffers = []) {
     try {
       model.send({ ...content, frontend }, undefined, buffers);
@@ -57,6 +65,7 @@ function createWidget() {
     channel = null;
   }
 
+  /** @param {Record<string, any>} msg @param {DataView[]} buffers */
   function onMessage(msg, buffers) {
     if (!msg) return;
     if (msg.type === "own") {
@@ -71,6 +80,7 @@ function createWidget() {
   }
 
   return {
+    /** @param {{ model: WidgetModel }} ctx */
     initialize(ctx) {
       model = ctx.model;
       const unfollow = followModel(model, onMessage, send);
@@ -79,6 +89,7 @@ function createWidget() {
         shut();
       };
     },
+    /** @param {{ model: WidgetModel, el: HTMLElement }} ctx */
     render({ model: m, el }) {
       const root = document.createElement("div");
       root.className = "peerix-bc";

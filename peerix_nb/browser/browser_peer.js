@@ -1,3 +1,4 @@
+// @ts-check
 // BrowserPeer front end (anywidget ESM; bundled with codec/events/nats/drivers/peer by
 // peerix_nb/browser/_bundle.py, nothing fetched at run time).
 //
@@ -20,6 +21,28 @@ import { PeerixError, toBytes } from "./codec.js";
 import { randomId } from "./ids.js";
 import { followModel } from "./model.js";
 
+/** @typedef {import("./peer.js").PeerEvent} PeerEvent */
+/** @typedef {import("./model.js").WidgetModel} WidgetModel */
+/** @typedef {import("./drivers.js").DriverHandler} DriverHandler */
+/** The kernel's config for this page's peer (BrowserPeer in peer.py). @typedef {Record<string, any>} Config */
+/**
+ * A video tile: a local preview or a remote stream.
+ * @typedef {{ key?: string, title: string, stream: MediaStream, local: boolean, remote: string,
+ *   label: string }} Tile
+ */
+/** @typedef {{ name: string, text: string, self: boolean }} ChatEntry */
+/**
+ * A driver call performed by the kernel.
+ * @typedef {(op: string, args: Record<string, any>, buffers?: Uint8Array[], wait?: boolean) => Promise<void>} KernelCall
+ */
+
+/**
+ * @template {keyof HTMLElementTagNameMap} K
+ * @param {K} tag
+ * @param {string} [className]
+ * @param {string} [text]
+ * @returns {HTMLElementTagNameMap[K]}
+ */
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -27,6 +50,7 @@ function el(tag, className, text) {
   return node;
 }
 
+/** A peer's name: its metadata's `name` (or the metadata, a string), else `fallback`. @param {any} metadata @param {string} fallback @returns {string} */
 function displayName(metadata, fallback) {
   if (metadata && typeof metadata === "object" && typeof metadata.name === "string" && metadata.name) return metadata.name;
   if (typeof metadata === "string" && metadata) return metadata;
@@ -39,13 +63,16 @@ function displayName(metadata, fallback) {
  * delivered by that driver come back as {type: "deliver", sub} with the bytes as a buffer.
  */
 class KernelDriver extends Driver {
+  /** @param {KernelCall} call @param {boolean} active */
   constructor(call, active) {
     super({ active: !!active }); // as the kernel's driver is now; "driver-state" follows it
     this._call = call;
-    this._subs = new Map(); // subscription number -> {key, handler}
+    /** @type {Map<number, { key: string, handler: DriverHandler }>} subscription number -> {key, handler} */
+    this._subs = new Map();
     this._next = 1;
   }
 
+  /** @param {string[]} namespace @param {DriverHandler} handler */
   async subscribe(namespace, handler) {
     const sub = this._next++;
     this._subs.set(sub, { key: namespace.join("\u0000"), handler });
@@ -53,6 +80,7 @@ class KernelDriver extends Driver {
     await this._call("subscribe", { ns: namespace, sub });
   }
 
+  /** @param {string[]} namespace @param {DriverHandler} handler */
   async unsubscribe(namespace, handler) {
     const key = namespace.join("\u0000");
     for (const [sub, entry] of this._subs) {
@@ -64,12 +92,14 @@ class KernelDriver extends Driver {
     }
   }
 
+  /** @param {string[]} namespace @param {Uint8Array} message */
   async dispatch(namespace, message) {
     if (!this.active) return;
     // Not awaited: the kernel runs driver calls in order, and errors come back as events.
     this._call("dispatch", { ns: namespace }, [toBytes(message)], false);
   }
 
+  /** Bytes the kernel's driver delivered to subscription `sub`. @param {number} sub @param {Uint8Array} bytes */
   deliver(sub, bytes) {
     const entry = this._subs.get(sub);
     if (!entry) return;
@@ -81,8 +111,13 @@ class KernelDriver extends Driver {
   }
 }
 
-/** What the kernel gets for one peer event: plain JSON plus, for binary data, one buffer. */
+/**
+ * What the kernel gets for one peer event: plain JSON plus, for binary data, one buffer.
+ * @param {Partial<PeerEvent> & Record<string, any>} event
+ * @returns {[Record<string, any>, Uint8Array[]]}
+ */
 function serialize(event) {
+  /** @type {Record<string, any>} */
   const out = { name: event.name };
   const remote = event.remote;
   if (remote) {
@@ -113,18 +148,28 @@ function serialize(event) {
 
 function createWidget() {
   const frontend = randomId(); // this page
+  /** @type {Set<ReturnType<typeof makeView>>} */
   const views = new Set();
-  const tiles = new Map(); // key -> {key, title, stream, local}
-  const chat = []; // {name, text, self}
+  /** @type {Map<string, Tile>} key -> {key, title, stream, local} */
+  const tiles = new Map();
+  /** @type {ChatEntry[]} */
+  const chat = [];
+  /** @type {WidgetModel} */
   let model = null;
+  /** @type {Peer} */
   let peer = null;
+  /** @type {Driver} */
   let driver = null;
+  /** @type {Config} */
   let config = null;
   let status = "waiting for the kernel";
+  /** @type {MediaStream | null} */
   let localStream = null;
   let nextSeq = 1;
-  const pending = new Map(); // driver call seq -> {resolve, reject}
+  /** @type {Map<number, { resolve: () => void, reject: (error: Error) => void }>} driver call seq -> {resolve, reject} */
+  const pending = new Map();
 
+  /** A custom message to the kernel, from this page. @param {Record<string, any>} content @param {Uint8Array[]} [buffers] */
   function send(content, buffers = []) {
     try {
       model.send({ ...content, frontend }, undefined, buffers);
@@ -133,7 +178,7 @@ function createWidget() {
     }
   }
 
-  /** A driver call performed by the kernel; resolves with its reply (or at once if !wait). */
+  /** A driver call performed by the kernel; resolves with its reply (or at once if !wait). @type {KernelCall} */
   function call(op, args, buffers = [], wait = true) {
     const seq = nextSeq++;
     send({ type: "driver", op, seq, wait, ...args }, buffers);
@@ -141,6 +186,7 @@ function createWidget() {
     return new Promise((resolve, reject) => pending.set(seq, { resolve, reject }));
   }
 
+  /** @param {string} text */
   function setStatus(text) {
     status = text;
     for (const view of views) view.showStatus();
@@ -156,18 +202,21 @@ function createWidget() {
   }
 
   // -- tiles and chat (model-level; every view renders them) -------------------------------
+  /** @param {string} key @param {Tile | null} entry */
   function setTile(key, entry) {
     if (entry) tiles.set(key, { key, ...entry });
     else tiles.delete(key);
     for (const view of views) view.renderTiles();
   }
 
+  /** @param {ChatEntry} entry */
   function addChat(entry) {
     chat.push(entry);
     if (chat.length > 200) chat.shift();
     for (const view of views) view.renderChat();
   }
 
+  /** @param {Partial<PeerEvent>} event */
   function onPeerEvent(event) {
     const [content, buffers] = serialize(event);
     send({ type: "event", event: content }, buffers);
@@ -187,13 +236,14 @@ function createWidget() {
   }
 
   // -- commands from the kernel ------------------------------------------------------------
+  /** @param {{ constraints?: MediaStreamConstraints | null, label?: string }} [args] */
   async function publishCamera({ constraints = null, label = "camera" } = {}) {
     await prepareCamera({ constraints, label });
     await peer.publish(localStream, label);
     return { stream: localStream.id, tracks: localStream.getTracks().map((t) => t.kind) };
   }
 
-  /** getUserMedia and a local preview tile, without publishing (yet). */
+  /** getUserMedia and a local preview tile, without publishing (yet). @param {{ constraints?: MediaStreamConstraints | null, label?: string }} [args] */
   async function prepareCamera({ constraints = null, label = "camera" } = {}) {
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       throw new PeerixError("PEER_MEDIASTREAM_ERROR", "no camera API here (getUserMedia needs https or localhost)");
@@ -225,6 +275,7 @@ function createWidget() {
     }));
   }
 
+  /** @type {Record<string, (args: Record<string, any>, buffers?: DataView[]) => Promise<any>>} */
   const commands = {
     join: async ({ room, metadata }) => peer.join(room || config.room, metadata === undefined ? config.metadata : metadata),
     leave: async () => peer.leave(),
@@ -253,6 +304,7 @@ function createWidget() {
     })),
   };
 
+  /** @param {Record<string, any>} msg @param {DataView[]} buffers */
   async function runCommand(msg, buffers) {
     let reply;
     try {
@@ -268,6 +320,7 @@ function createWidget() {
   }
 
   // -- starting ----------------------------------------------------------------------------
+  /** @param {Record<string, any>} spec the kernel's driver config @returns {Driver} */
   function makeDriver(spec) {
     if (spec.kind === "kernel") return new KernelDriver(call, spec.active);
     if (spec.kind === "broadcast") return new BroadcastChannelDriver(spec.name);
@@ -280,6 +333,7 @@ function createWidget() {
     throw new Error(`unknown driver kind ${spec.kind}`);
   }
 
+  /** @param {Config} cfg */
   async function start(cfg) {
     config = cfg;
     driver = makeDriver(cfg.driver);
@@ -308,6 +362,7 @@ function createWidget() {
     send({ type: "started" });
   }
 
+  /** A custom message from the kernel. @param {Record<string, any>} msg @param {DataView[]} buffers */
   function onMessage(msg, buffers) {
     if (!msg || (msg.to && msg.to !== frontend)) return;
     if (msg.type === "start") {
@@ -338,6 +393,7 @@ function createWidget() {
   }
 
   // -- views -------------------------------------------------------------------------------
+  /** One view of the widget: status line, video tiles, chat. @param {HTMLElement} container */
   function makeView(container) {
     const root = el("div", "peerix-bp");
     const head = el("div", "peerix-bp-status");
@@ -350,7 +406,8 @@ function createWidget() {
     chatBox.append(history, input);
     root.append(head, grid, chatBox);
     container.appendChild(root);
-    const rendered = new Map(); // tile key -> element
+    /** @type {Map<string, HTMLDivElement & { video: HTMLVideoElement }>} tile key -> element */
+    const rendered = new Map();
 
     input.addEventListener("keydown", (event) => {
       event.stopPropagation(); // keep JupyterLab's notebook shortcuts out of the text box
@@ -375,7 +432,8 @@ function createWidget() {
         }
         for (const [key, tile] of tiles) {
           if (rendered.has(key)) continue;
-          const node = el("div", `peerix-bp-tile${tile.local ? " is-local" : ""}`);
+          const node = /** @type {HTMLDivElement & { video: HTMLVideoElement }} */ (
+            el("div", `peerix-bp-tile${tile.local ? " is-local" : ""}`));
           const video = el("video", "peerix-bp-video");
           video.autoplay = true;
           video.muted = true; // autoplay without a click; audio is not the point of a tile
@@ -409,6 +467,7 @@ function createWidget() {
   }
 
   return {
+    /** @param {{ model: WidgetModel }} ctx */
     initialize(ctx) {
       model = ctx.model;
       const unfollow = followModel(model, onMessage, send);
@@ -418,6 +477,7 @@ function createWidget() {
         if (localStream) for (const track of localStream.getTracks()) track.stop();
       };
     },
+    /** @param {{ model: WidgetModel, el: HTMLElement }} ctx */
     render(ctx) {
       const view = makeView(ctx.el);
       views.add(view);

@@ -1,3 +1,4 @@
+// @ts-check
 // Peerix v0.1 driver-message codec for the browser (docs/PROTOCOL.md, "Message encoding").
 //
 // encode: JSON.stringify([type, sender, ...payload]) -> UTF-8 -> deflate (RFC 1950, what
@@ -14,6 +15,7 @@ export const OFFER = 2;
 export const ANSWER = 3;
 export const CANDIDATE = 4;
 export const LEAVE = 5;
+/** @type {Record<number, MessageKind>} */
 export const KINDS = { 1: "join", 2: "offer", 3: "answer", 4: "candidate", 5: "leave" };
 
 /** Largest driver message accepted, before and after inflating (same as the Python side). */
@@ -24,8 +26,29 @@ export const MAX_METADATA_BYTES = 64 * 1024;
 const IV_BYTES = 12;
 const BASE62 = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const utf8 = new TextEncoder();
+// WebCrypto and Blob take only ArrayBuffer-backed bytes (TypeScript's Uint8Array<ArrayBuffer>):
+// what drivers deliver is, and toBytes() keeps its buffer; hence the casts to AB below.
+/** @typedef {Uint8Array<ArrayBuffer>} AB */
 
+/** @typedef {"join" | "offer" | "answer" | "candidate" | "leave"} MessageKind */
+/**
+ * A driver message, decoded and checked (parseMessage).
+ * @typedef {object} Message
+ * @property {number} type JOIN, OFFER, ANSWER, CANDIDATE or LEAVE
+ * @property {MessageKind} kind
+ * @property {string} sender
+ * @property {any} [metadata] JOIN and OFFER
+ * @property {RTCSessionDescriptionInit} [description] OFFER and ANSWER
+ * @property {RTCIceCandidateInit | null} [candidate] CANDIDATE (null: end of candidates)
+ */
+
+/** An error with one of Peerix's codes (PEER_SIGNALING_ERROR, ...; docs/PROTOCOL.md). */
 export class PeerixError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {unknown} [cause]
+   */
   constructor(code, message, cause) {
     super(message);
     this.name = "PeerixError";
@@ -34,16 +57,17 @@ export class PeerixError extends Error {
   }
 }
 
+/** @type {(message: string, cause?: unknown) => PeerixError} */
 const fail = (message, cause) => new PeerixError("PEER_SIGNALING_ERROR", message, cause);
 
-/** Bytes of `value` as JSON (what a JOIN or OFFER carries); throws a TypeError if it has none. */
+/** Bytes of `value` as JSON (what a JOIN or OFFER carries); throws a TypeError if it has none. @param {unknown} value @returns {number} */
 export function jsonSize(value) {
   const text = JSON.stringify(value === undefined ? null : value);
   if (typeof text !== "string") throw new TypeError(`${typeof value} is not JSON-serializable`);
   return utf8.encode(text).length;
 }
 
-/** Bytes of anything a driver may hand us: Uint8Array, ArrayBuffer, DataView, other views. */
+/** Bytes of anything a driver may hand us: Uint8Array, ArrayBuffer, DataView, other views. @param {unknown} data @returns {Uint8Array} */
 export function toBytes(data) {
   if (data instanceof Uint8Array) return data;
   if (data instanceof ArrayBuffer) return new Uint8Array(data);
@@ -51,8 +75,15 @@ export function toBytes(data) {
   throw fail(`driver delivered ${Object.prototype.toString.call(data)}, expected bytes`);
 }
 
+/**
+ * `bytes` through a compression stream, at most `limit` bytes out.
+ * @param {Uint8Array} bytes
+ * @param {CompressionStream | DecompressionStream} transform
+ * @param {number} limit
+ * @returns {Promise<AB>}
+ */
 async function pipe(bytes, transform, limit) {
-  const reader = new Blob([bytes]).stream().pipeThrough(transform).getReader();
+  const reader = new Blob([/** @type {AB} */ (bytes)]).stream().pipeThrough(transform).getReader();
   const chunks = [];
   let size = 0;
   for (;;) {
@@ -75,10 +106,12 @@ async function pipe(bytes, transform, limit) {
   return out;
 }
 
+/** zlib (RFC 1950) deflate. @param {Uint8Array} bytes @returns {Promise<AB>} */
 export function deflate(bytes) {
   return pipe(bytes, new CompressionStream("deflate"), Infinity);
 }
 
+/** zlib inflate, at most `limit` bytes out. @param {Uint8Array} bytes @param {number} [limit] @returns {Promise<AB>} */
 export async function inflate(bytes, limit = MAX_MESSAGE_BYTES) {
   try {
     return await pipe(bytes, new DecompressionStream("deflate"), limit);
@@ -88,11 +121,12 @@ export async function inflate(bytes, limit = MAX_MESSAGE_BYTES) {
   }
 }
 
+/** @param {Uint8Array} bytes @returns {Promise<AB>} */
 export async function sha256(bytes) {
-  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", /** @type {AB} */ (bytes)));
 }
 
-/** Big-endian base62 (alphabet 0-9a-zA-Z, no padding, "0" for zero). */
+/** Big-endian base62 (alphabet 0-9a-zA-Z, no padding, "0" for zero). @param {Uint8Array} bytes @returns {string} */
 export function base62(bytes) {
   let n = 0n;
   for (const b of bytes) n = (n << 8n) | BigInt(b);
@@ -105,16 +139,18 @@ export function base62(bytes) {
   return out;
 }
 
-/** A namespace part as hashed by Peerix: base62(SHA-256(UTF-8 bytes)). */
+/** A namespace part as hashed by Peerix: base62(SHA-256(UTF-8 bytes)). @param {string} part @returns {Promise<string>} */
 export async function hashPart(part) {
   return base62(await sha256(utf8.encode(part)));
 }
 
+/** The AES-GCM key of a secret: SHA-256 of its UTF-8 bytes. @param {string | Uint8Array} secret @returns {Promise<CryptoKey>} */
 export async function deriveKey(secret) {
   const raw = await sha256(typeof secret === "string" ? utf8.encode(secret) : toBytes(secret));
   return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
 }
 
+/** IV + AES-GCM(bytes) + tag. @param {CryptoKey} key @param {AB} bytes @param {AB} [iv] @returns {Promise<AB>} */
 export async function encrypt(key, bytes, iv = crypto.getRandomValues(new Uint8Array(IV_BYTES))) {
   const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, key, bytes));
   const out = new Uint8Array(iv.length + sealed.length);
@@ -123,13 +159,14 @@ export async function encrypt(key, bytes, iv = crypto.getRandomValues(new Uint8A
   return out;
 }
 
+/** The reverse of encrypt. @param {CryptoKey} key @param {Uint8Array} bytes @returns {Promise<AB>} */
 export async function decrypt(key, bytes) {
   if (bytes.length < IV_BYTES + 16) throw fail("encrypted message too short");
   try {
     const plain = await crypto.subtle.decrypt(
-      { name: "AES-GCM", iv: bytes.subarray(0, IV_BYTES) },
+      { name: "AES-GCM", iv: /** @type {AB} */ (bytes.subarray(0, IV_BYTES)) },
       key,
-      bytes.subarray(IV_BYTES),
+      /** @type {AB} */ (bytes.subarray(IV_BYTES)),
     );
     return new Uint8Array(plain);
   } catch (error) {
@@ -137,6 +174,7 @@ export async function decrypt(key, bytes) {
   }
 }
 
+/** @param {any} value @param {"offer" | "answer"} expected @returns {RTCSessionDescriptionInit} */
 function description(value, expected) {
   if (!value || typeof value !== "object" || Array.isArray(value)) {
     throw fail(`${expected} description must be an object`);
@@ -146,7 +184,7 @@ function description(value, expected) {
   return { type: expected, sdp: value.sdp };
 }
 
-/** An RTCIceCandidateInit-shaped object, or null (end of candidates). */
+/** An RTCIceCandidateInit-shaped object, or null (end of candidates). @param {any} value @returns {RTCIceCandidateInit | null} */
 export function checkCandidate(value) {
   if (value === null || value === undefined) return null;
   if (typeof value !== "object" || typeof value.candidate !== "string") {
@@ -163,7 +201,7 @@ export function checkCandidate(value) {
   return { candidate, sdpMid, sdpMLineIndex, usernameFragment };
 }
 
-/** Check a decoded JSON value against the message table of docs/PROTOCOL.md. */
+/** Check a decoded JSON value against the message table of docs/PROTOCOL.md. @param {unknown} value @returns {Message} */
 export function parseMessage(value) {
   if (!Array.isArray(value) || value.length < 2) throw fail("message is not a JSON array [type, sender, ...]");
   const [type, sender, ...rest] = value;
@@ -171,6 +209,7 @@ export function parseMessage(value) {
   if (typeof sender !== "string" || !sender || sender.length > MAX_ID_LENGTH) {
     throw fail("message sender must be a non-empty string id");
   }
+  /** @type {Message} */
   const message = { type, kind: KINDS[type], sender };
   if ((type === JOIN && rest.length) || (type === OFFER && rest.length > 1)) {
     const metadata = type === JOIN ? rest[0] : rest[1];
@@ -193,6 +232,7 @@ export function parseMessage(value) {
 
 /** Encodes and decodes driver messages with one peer's settings (all peers must agree). */
 export class SignalingCodec {
+  /** @param {{ compression?: boolean, encryptionKey?: string | Uint8Array | null, hashing?: boolean }} [options] */
   constructor({ compression = true, encryptionKey = null, hashing = false } = {}) {
     if (encryptionKey !== null && encryptionKey !== undefined && !String(encryptionKey).length) {
       throw new TypeError("encryption key must not be empty");
@@ -200,6 +240,7 @@ export class SignalingCodec {
     this.compression = !!compression;
     this.hashing = !!hashing;
     this._key = encryptionKey ? deriveKey(encryptionKey) : null; // a Promise of a CryptoKey
+    /** @type {Map<string, string>} */
     this._hashes = new Map();
   }
 
@@ -207,6 +248,7 @@ export class SignalingCodec {
     return this._key !== null;
   }
 
+  /** The bytes of `message` (`[type, sender, ...payload]`). @param {any[]} message @param {AB} [iv] @returns {Promise<AB>} */
   async encode(message, iv) {
     let data = utf8.encode(JSON.stringify(message));
     if (this.compression) data = await deflate(data);
@@ -214,6 +256,7 @@ export class SignalingCodec {
     return data;
   }
 
+  /** The checked message in `raw` bytes; throws a PeerixError. @param {unknown} raw @returns {Promise<Message>} */
   async decode(raw) {
     let data = toBytes(raw);
     if (data.length > MAX_MESSAGE_BYTES) throw fail(`message of ${data.length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
@@ -228,7 +271,7 @@ export class SignalingCodec {
     return parseMessage(value);
   }
 
-  /** The namespace as sent to the driver: every part hashed when hashing is on (cached). */
+  /** The namespace as sent to the driver: every part hashed when hashing is on (cached). @param {string[]} parts @returns {Promise<string[]>} */
   async namespace(parts) {
     if (!this.hashing) return [...parts];
     const out = [];

@@ -1,3 +1,4 @@
+// @ts-check
 // Signaling drivers for the browser peer (docs/PROTOCOL.md, "Namespaces and drivers").
 //
 // A driver moves opaque byte messages by namespace (a list of string parts): subscribe,
@@ -11,13 +12,17 @@
 import { Emitter } from "./events.js";
 import { PeerixError, toBytes } from "./codec.js";
 
+/** @typedef {import("./nats.js").NatsConnection} NatsConnection */
+/** What a subscriber gets: one message's bytes. @typedef {(bytes: Uint8Array) => void} DriverHandler */
+
 export class Driver extends Emitter {
-  /** @param {object} options active: false for a driver that must connect first */
+  /** @param {{ active?: boolean }} [options] active: false for a driver that must connect first */
   constructor({ active = true } = {}) {
     super();
     this.active = !!active;
   }
 
+  /** Say whether messages can go out now (an "active" or "inactive" event on a change). @param {boolean} active */
   setActive(active) {
     active = !!active;
     if (active === this.active) return;
@@ -26,6 +31,7 @@ export class Driver extends Emitter {
     this.emit(name, { name, state: name });
   }
 
+  /** An "error" event (error wrapped into a PeerixError). @param {any} error */
   reportError(error) {
     const wrapped = error instanceof PeerixError
       ? error
@@ -33,8 +39,11 @@ export class Driver extends Emitter {
     this.emit("error", { name: "error", error: wrapped });
   }
 
+  /** @param {string[]} _namespace @param {DriverHandler} _handler @returns {Promise<void>} */
   async subscribe(_namespace, _handler) { throw new Error("not implemented"); }
+  /** @param {string[]} _namespace @param {DriverHandler} _handler @returns {Promise<void>} */
   async unsubscribe(_namespace, _handler) { throw new Error("not implemented"); }
+  /** @param {string[]} _namespace @param {Uint8Array} _message @returns {Promise<void>} */
   async dispatch(_namespace, _message) { throw new Error("not implemented"); }
   close() {}
 }
@@ -42,12 +51,15 @@ export class Driver extends Emitter {
 /** Handlers by key, shared by the drivers that deliver locally. */
 class Subscribers {
   constructor() {
+    /** @type {Map<string, DriverHandler[]>} */
     this.map = new Map();
   }
+  /** @param {string} key @param {DriverHandler} handler */
   add(key, handler) {
     if (!this.map.has(key)) this.map.set(key, []);
     this.map.get(key).push(handler);
   }
+  /** @param {string} key @param {DriverHandler} handler */
   remove(key, handler) {
     const list = this.map.get(key);
     if (!list) return;
@@ -55,6 +67,7 @@ class Subscribers {
     if (i >= 0) list.splice(i, 1);
     if (!list.length) this.map.delete(key);
   }
+  /** @param {string} key @param {Uint8Array} bytes @param {(error: any) => void} onError */
   deliver(key, bytes, onError) {
     for (const handler of [...(this.map.get(key) || [])]) {
       try {
@@ -72,6 +85,7 @@ class Subscribers {
  * the object that posted it, so subscribers of this same driver object get it locally.
  */
 export class BroadcastChannelDriver extends Driver {
+  /** @param {string} [name] the BroadcastChannel's name */
   constructor(name = "peerix") {
     super({ active: false }); // until the channel exists (just below; it throws if it cannot)
     this.name = name;
@@ -82,6 +96,7 @@ export class BroadcastChannelDriver extends Driver {
     this.setActive(true);
   }
 
+  /** @param {any} data */
   _receive(data) {
     if (!Array.isArray(data) || data.length !== 2 || typeof data[0] !== "string") return; // not ours
     let bytes;
@@ -94,9 +109,12 @@ export class BroadcastChannelDriver extends Driver {
     this._subs.deliver(data[0], bytes, (e) => this.reportError(e));
   }
 
+  /** @param {string[]} namespace @param {DriverHandler} handler */
   async subscribe(namespace, handler) { this._subs.add(namespace.join(":"), handler); }
+  /** @param {string[]} namespace @param {DriverHandler} handler */
   async unsubscribe(namespace, handler) { this._subs.remove(namespace.join(":"), handler); }
 
+  /** @param {string[]} namespace @param {Uint8Array} message */
   async dispatch(namespace, message) {
     if (!this.active) return;
     const key = namespace.join(":");
@@ -116,11 +134,13 @@ export class BroadcastChannelDriver extends Driver {
  * Inactive until connected; a lost connection is inactive, a reconnect active again.
  */
 export class NatsDriver extends Driver {
+  /** @param {NatsConnection} connection @param {string} [prefix] first subject tokens ("" for none) */
   constructor(connection, prefix = "peerix") {
     super({ active: false }); // until connected
     this.prefix = prefix;
     this.nc = connection;
-    this._sids = new Map(); // subject + handler -> [sid]
+    /** @type {Map<DriverHandler, Map<string, number[]>>} handler -> subject -> [sid] */
+    this._sids = new Map();
     const previous = connection.onStatus;
     connection.onStatus = (status, detail) => {
       if (status === "connected") this.setActive(true);
@@ -130,6 +150,7 @@ export class NatsDriver extends Driver {
     };
   }
 
+  /** The NATS subject of `namespace`; throws if a part cannot be a token. @param {string[]} namespace @returns {string} */
   subject(namespace) {
     const tokens = [...(this.prefix ? this.prefix.split(".") : []), ...namespace.filter((p) => p !== "")];
     for (const token of tokens) {
@@ -146,6 +167,7 @@ export class NatsDriver extends Driver {
     this.setActive(this.nc.connected);
   }
 
+  /** @param {string[]} namespace @param {DriverHandler} handler */
   async subscribe(namespace, handler) {
     const subject = this.subject(namespace);
     const sid = this.nc.subscribe(subject, (payload) => handler(payload));
@@ -157,12 +179,14 @@ export class NatsDriver extends Driver {
     if (this.nc.connected) await this.nc.flush();
   }
 
+  /** @param {string[]} namespace @param {DriverHandler} handler */
   async unsubscribe(namespace, handler) {
     const subject = this.subject(namespace);
     const sids = this._sids.get(handler)?.get(subject);
     if (sids && sids.length) this.nc.unsubscribe(sids.pop());
   }
 
+  /** @param {string[]} namespace @param {Uint8Array} message */
   async dispatch(namespace, message) {
     const subject = this.subject(namespace);
     if (!this.active) return;

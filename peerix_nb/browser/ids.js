@@ -1,5 +1,7 @@
+// @ts-check
 // Random ids for peers and pages (crypto.randomUUID needs a secure context: fall back).
 
+/** @returns {string} */
 export function randomId() {
   try {
     return crypto.randomUUID();

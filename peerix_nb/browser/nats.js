@@ -1,13 +1,19 @@
+// @ts-check
 // A minimal NATS client over WebSocket (the server's `websocket { ... }` listener), enough for
 // Peerix signaling: INFO, CONNECT, PING/PONG, SUB, UNSUB, PUB, MSG, +OK, -ERR. Payloads are
 // raw bytes. The wire protocol is text control lines ending in CRLF; a MSG line is followed
 // by exactly <#bytes> of payload and a CRLF. WebSocket frames may split or merge lines
 // arbitrarily, so everything goes through one byte buffer.
 
+/** @typedef {"connected" | "disconnected" | "error"} NatsStatus */
+/** @typedef {(status: NatsStatus, detail?: string) => void} NatsStatusHandler */
+/** @typedef {(payload: Uint8Array, subject: string) => void} NatsCallback */
+
 const CRLF = new Uint8Array([13, 10]);
 const utf8 = new TextEncoder();
 const text = new TextDecoder();
 
+/** @param {Uint8Array} a @param {Uint8Array} b @returns {Uint8Array} */
 function concat(a, b) {
   if (!a.length) return b;
   const out = new Uint8Array(a.length + b.length);
@@ -16,6 +22,7 @@ function concat(a, b) {
   return out;
 }
 
+/** @param {Uint8Array} bytes @param {number} from @returns {number} */
 function indexOfCrlf(bytes, from) {
   for (let i = from; i + 1 < bytes.length; i++) if (bytes[i] === 13 && bytes[i + 1] === 10) return i;
   return -1;
@@ -26,6 +33,17 @@ function indexOfCrlf(bytes, from) {
  * sent again). `onStatus(status, detail)` gets "connected", "disconnected", "error".
  */
 export class NatsConnection {
+  /**
+   * @param {string} url the server's WebSocket listener, ws:// or wss://
+   * @param {object} [options]
+   * @param {string | null} [options.user]
+   * @param {string | null} [options.pass]
+   * @param {string | null} [options.token]
+   * @param {string} [options.name] the client name the server shows
+   * @param {number} [options.reconnectWaitMs]
+   * @param {number} [options.connectTimeoutMs]
+   * @param {NatsStatusHandler} [options.onStatus]
+   */
   constructor(url, { user = null, pass = null, token = null, name = "peerix-browser",
     reconnectWaitMs = 1000, connectTimeoutMs = 5000, onStatus = () => {} } = {}) {
     this.url = url;
@@ -33,19 +51,25 @@ export class NatsConnection {
     this.reconnectWaitMs = reconnectWaitMs;
     this.connectTimeoutMs = connectTimeoutMs;
     this.onStatus = onStatus;
+    /** @type {any} the server's INFO */
     this.info = null;
     this.connected = false;
+    /** @type {WebSocket | null} */
     this._ws = null;
+    /** @type {Uint8Array} what arrived and is not handled yet */
     this._buffer = new Uint8Array(0);
-    this._subs = new Map(); // sid -> {subject, callback}
+    /** @type {Map<number, { subject: string, callback: NatsCallback }>} sid -> {subject, callback} */
+    this._subs = new Map();
     this._nextSid = 1;
-    this._pongs = []; // resolvers waiting for PONG, in order
+    /** @type {{ resolve: () => void, reject: (error: Error) => void }[]} waiting for PONG, in order */
+    this._pongs = [];
     this._closed = false;
+    /** @type {Promise<void> | null} */
     this._firstConnect = null;
     this._retry = null;
   }
 
-  /** Connect; resolves after the server answered our first PING (the CONNECT was accepted). */
+  /** Connect; resolves after the server answered our first PING (the CONNECT was accepted). @returns {Promise<void>} */
   connect() {
     if (!this._firstConnect) {
       this._firstConnect = new Promise((resolve, reject) => {
@@ -55,8 +79,10 @@ export class NatsConnection {
     return this._firstConnect;
   }
 
+  /** @param {(() => void) | null} [resolve] @param {((error: Error) => void) | null} [reject] */
   _open(resolve = null, reject = null) {
     let settled = false;
+    /** @param {boolean} ok @param {string} [detail] */
     const settle = (ok, detail) => {
       if (settled) return;
       settled = true;
@@ -68,6 +94,7 @@ export class NatsConnection {
       settle(false, `no answer from NATS at ${this.url} within ${this.connectTimeoutMs} ms`);
       try { ws.close(); } catch { /* already closed */ }
     }, this.connectTimeoutMs);
+    /** @type {WebSocket} */
     let ws;
     try {
       ws = new WebSocket(this.url);
@@ -85,6 +112,7 @@ export class NatsConnection {
       try {
         this._parse(() => {
           // INFO arrived: introduce ourselves, re-subscribe, and PING to learn it worked.
+          /** @type {Record<string, any>} */
           const connect = { verbose: false, pedantic: false, lang: "javascript", version: "peerix-0.1",
             protocol: 1, headers: false, no_responders: false, name: this.options.name };
           if (this.options.user !== null) connect.user = this.options.user;
@@ -126,6 +154,7 @@ export class NatsConnection {
     }, this.reconnectWaitMs);
   }
 
+  /** Handle every complete line (and MSG payload) in the buffer. @param {() => void} onInfo */
   _parse(onInfo) {
     for (;;) {
       const end = indexOfCrlf(this._buffer, 0);
@@ -166,13 +195,14 @@ export class NatsConnection {
     }
   }
 
+  /** @param {Uint8Array} bytes @returns {boolean} false when not connected */
   _sendRaw(bytes) {
     if (!this._ws || this._ws.readyState !== WebSocket.OPEN) return false;
     this._ws.send(bytes);
     return true;
   }
 
-  /** A PING round trip: everything sent before it has been processed by the server. */
+  /** A PING round trip: everything sent before it has been processed by the server. @returns {Promise<void>} */
   flush() {
     return new Promise((resolve, reject) => {
       if (!this._sendRaw(utf8.encode("PING\r\n"))) {
@@ -183,6 +213,7 @@ export class NatsConnection {
     });
   }
 
+  /** @param {string} subject @param {NatsCallback} callback @returns {number} the sid */
   subscribe(subject, callback) {
     const sid = this._nextSid++;
     this._subs.set(sid, { subject, callback });
@@ -190,11 +221,12 @@ export class NatsConnection {
     return sid;
   }
 
+  /** @param {number} sid */
   unsubscribe(sid) {
     if (this._subs.delete(sid)) this._sendRaw(utf8.encode(`UNSUB ${sid}\r\n`));
   }
 
-  /** Publish raw bytes; false when not connected (the message is dropped, like a driver must). */
+  /** Publish raw bytes; false when not connected (the message is dropped, like a driver must). @param {string} subject @param {Uint8Array} payload @returns {boolean} */
   publish(subject, payload) {
     const head = utf8.encode(`PUB ${subject} ${payload.length}\r\n`);
     return this._sendRaw(concat(concat(head, payload), CRLF));
