@@ -20,11 +20,10 @@ pytest.importorskip("ipywebrtc")
 
 import ipywebrtc
 
-from peerix_nb import media
 from peerix_nb.media import MediaStreamError, frames
-from peerix_nb.widgets import CameraFrames
+from peerix_nb.widgets import CameraFrames, from_widget
 from peerix_nb.widgets.camera import decode_image
-from tests.util import leave_all, room
+from testbed.rooms import leave_all, room
 from tests.widget_comm import RecordingComm, page, pushed, recording_comm  # noqa: F401
 
 SHAPE = (120, 160, 3)
@@ -105,7 +104,7 @@ def test_camera_frames_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="ipywebrtc stream widget"):
         CameraFrames(object())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="ipywebrtc stream widget"):
-        media.from_widget("not a widget")
+        from_widget("not a widget")
     with pytest.raises(ValueError, match="format"):
         CameraFrames(camera(), format="gif")
     with pytest.raises(ValueError, match="quality"):
@@ -153,7 +152,7 @@ async def test_camera_frames_reach_another_peer_as_numpy_arrays() -> None:
     alice, bob = await room(2)
     try:
         page = FakePage()
-        stream = media.from_widget(camera(), fps=15)  # the media-level name of camera_stream
+        stream = from_widget(camera(), fps=15)  # the other name of camera_stream
         (track,) = stream.video_tracks
         (source,) = [w for w in _instances.values() if isinstance(w, CameraFrames) and not w.closed]
         page.serve(source)

@@ -9,7 +9,7 @@ The widgets render state and call the public Peer API; they hold no protocol log
 on the kernel's asyncio loop (ipykernel >= 7.4 handles widget messages while a cell awaits).
 """
 
-from .camera import CameraFrames, camera_stream
+from .camera import CameraFrames, camera_stream, from_widget
 from .chat import ChatBox
 from .events_view import EventsView
 from .room import RoomWidget
@@ -24,4 +24,5 @@ __all__ = [
     "StatsView",
     "VideoView",
     "camera_stream",
+    "from_widget",
 ]

@@ -4,8 +4,9 @@ The camera lives in the browser: `ipywebrtc.CameraStream` calls `getUserMedia` t
 kernel never sees the device. `CameraFrames` is a small anywidget (camera.js beside this file)
 that pulls its frames into the kernel: the kernel asks for a frame, the page draws the stream's
 current frame on a canvas, encodes it (JPEG by default) and sends it back over the widget comm,
-and PyAV decodes it into a numpy RGB array here. `camera_stream()` wraps that in
-`media.from_frames`, so the camera can be published, viewed and read like any other stream.
+and PyAV decodes it into a numpy RGB array here. `camera_stream()` (or `from_widget()`) wraps
+that in `media.from_frames`, so the camera can be published, viewed and read like any other
+stream.
 This is frame push over the widget comm, not WebRTC from the browser: it works wherever widgets
 work (Binder, remote kernels), at 10-30 fps for 640x480.
 
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import pathlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anywidget
 import av
@@ -38,6 +39,7 @@ from ._common import check_options
 
 if TYPE_CHECKING:
     import ipywebrtc
+    from av.video.codeccontext import VideoCodecContext
 
 logger = logging.getLogger("peerix_nb.widgets")
 
@@ -49,7 +51,7 @@ def decode_image(data: bytes, format: str = "jpeg") -> np.ndarray:
     """An encoded image (JPEG, PNG or WebP bytes) as an HxWx3 uint8 RGB array, with PyAV."""
     if format not in DECODERS:
         raise ValueError(f"format must be one of {', '.join(DECODERS)}, got {format!r}")
-    codec = av.CodecContext.create(DECODERS[format], "r")
+    codec = cast("VideoCodecContext", av.CodecContext.create(DECODERS[format], "r"))
     try:
         decoded = codec.decode(av.Packet(bytes(data)))
     except av.FFmpegError as error:
@@ -58,7 +60,8 @@ def decode_image(data: bytes, format: str = "jpeg") -> np.ndarray:
         ) from None
     if not decoded:
         raise ValueError(f"could not decode a {format} image of {len(data)} bytes")
-    return decoded[0].to_ndarray(format="rgb24")
+    rgb: np.ndarray = decoded[0].to_ndarray(format="rgb24")
+    return rgb
 
 
 def _check_camera(camera: Any) -> None:
@@ -225,4 +228,13 @@ def camera_stream(
     return stream
 
 
-__all__ = ["CameraFrames", "camera_stream", "decode_image"]
+def from_widget(widget: ipywebrtc.MediaStream, fps: float = 10, **options: Any) -> MediaStream:
+    """A one-video-track stream of an ipywebrtc stream widget (CameraStream, VideoStream,
+    WidgetStream, ...): the page captures frames and the kernel pulls them over the widget comm,
+    one at a time. Works wherever the notebook is open in a browser (Binder included); `options`
+    go to `camera_stream` (format, quality). Formerly `peerix_nb.media.from_widget`: media
+    cannot import the widgets."""
+    return camera_stream(widget, fps, **options)
+
+
+__all__ = ["CameraFrames", "camera_stream", "decode_image", "from_widget"]
