@@ -7,18 +7,29 @@ returned figure renders inline, once):
 - `timeline(log)`: a Gantt chart of `timing()`, one row per remote connection attempt;
 - `sequence(*logs)`: a signaling sequence diagram between peers, from their merged logs;
 - `stats(sampler, metric)`: one line per remote (and kind) of a `StatsSampler` metric.
+
+Layers (each module imports only those before it): logrows <- timing, logfiles <- plot <- log,
+stats. `EventLog.plot_timeline` and `StatsSampler.plot` call this module, so it knows an EventLog
+or a Peer only through `timing()` and `merge()`, and a StatsSampler only by its `to_frame()`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
 
-from .log import _values, merge, timing
+from .logfiles import PathLike, merge
+from .logrows import values
+from .timing import timing
 
 if TYPE_CHECKING:
     import matplotlib.axes
     import matplotlib.figure
     import pandas as pd
+
+    from .log import EventLog
+    from .peer import Peer
+    from .stats import StatsSampler
 
     Axes = matplotlib.axes.Axes
     Figure = matplotlib.figure.Figure
@@ -49,6 +60,8 @@ UNITS = {
     "rtt": "ms",
     "jitter": "ms",
 }
+#: Columns that tell a StatsSampler's frame from other frames (an EventLog's has no bytes_sent).
+_SAMPLER_COLUMNS = frozenset({"t", "peer", "remote", "kind", "bytes_sent"})
 #: How much later than its signal:recv a signal:send may be stamped and still match it (s):
 #: a driver may deliver before the sender's row is written, and clocks of machines differ.
 MATCH_SLACK = 0.25
@@ -74,6 +87,11 @@ def _axes(ax: Axes | None, width: float, height: float) -> Axes:
     return figure.add_subplot()
 
 
+def _figure(ax: Axes) -> Figure:
+    """The figure `ax` is on (a SubFigure, which Jupyter shows alike, if `ax` is in one)."""
+    return cast("Figure", ax.figure)
+
+
 def _short(peer_id: Any) -> str:
     """Peer ids are often UUIDs: their first 8 characters tell them apart on a chart."""
     text = str(peer_id)
@@ -81,13 +99,13 @@ def _short(peer_id: Any) -> str:
 
 
 def _floats(column: pd.Series) -> list[float | None]:
-    return [None if value is None else float(value) for value in _values(column)]
+    return [None if value is None else float(value) for value in values(column)]
 
 
 # -- timeline ---------------------------------------------------------------------------------
 
 
-def timeline(source: Any, ax: Axes | None = None) -> Figure:
+def timeline(source: EventLog | Peer | pd.DataFrame, ax: Axes | None = None) -> Figure:
     """A Gantt chart of connection attempts: one row per (peer, remote, attempt), one bar per
     phase (discovery, gathering, signaling, ice, dtls, sctp) on its own lane, and markers where
     the attempt connected, its first channel opened and its first frame arrived.
@@ -108,7 +126,7 @@ def timeline(source: Any, ax: Axes | None = None) -> Figure:
     if frame.empty:
         ax.text(0.5, 0.5, "no connection attempts", ha="center", va="center")
         ax.set_axis_off()
-        return ax.figure
+        return _figure(ax)
     lane = 0.8 / len(BAR_PHASES)
     several_peers = frame["peer"].nunique() > 1
     for j, phase in enumerate(BAR_PHASES):
@@ -137,11 +155,18 @@ def timeline(source: Any, ax: Axes | None = None) -> Figure:
             if start is not None and width is not None
         ]
         if points:
-            xs, ys = zip(*points, strict=True)
+            ends, lanes = zip(*points, strict=True)
             ax.plot(
-                xs, ys, linestyle="none", marker=marker, markersize=size, color="black", label=label
+                ends,
+                lanes,
+                linestyle="none",
+                marker=marker,
+                markersize=size,
+                color="black",
+                label=label,
             )
     labels = []
+    row: Any  # a namedtuple of the timing columns
     for row in frame.itertuples(index=False):
         label = f"{_short(row.remote)} #{row.attempt}"
         if several_peers:
@@ -155,13 +180,18 @@ def timeline(source: Any, ax: Axes | None = None) -> Figure:
     ax.set_title("Where the time goes")
     ax.grid(axis="x", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
-    return ax.figure
+    return _figure(ax)
 
 
 # -- sequence ---------------------------------------------------------------------------------
 
 
-def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str = "time") -> Figure:
+def sequence(
+    *sources: EventLog | Peer | pd.DataFrame | PathLike | list[Any],
+    ax: Axes | None = None,
+    kinds: Iterable[str] | None = None,
+    by: str = "time",
+) -> Figure:
     """A signaling sequence diagram: one lifeline per peer, an arrow per message received.
 
     `sources` are EventLogs, Peers, event frames or saved log files of the peers to show (see
@@ -185,17 +215,17 @@ def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str =
     if rows.empty:
         ax.text(0.5, 0.5, "no signaling messages", ha="center", va="center")
         ax.set_axis_off()
-        return ax.figure
+        return _figure(ax)
     origin = rows["time"].min()
     ms = ((rows["time"] - origin).dt.total_seconds() * 1000).tolist()
     records = zip(
-        _values(rows["event"]),
-        _values(rows["peer"]),
-        _values(rows["remote"]),
-        _values(rows["detail"]),
-        _values(rows["kind"]),
-        _values(rows["via"]),
-        _values(rows["bytes"]),
+        values(rows["event"]),
+        values(rows["peer"]),
+        values(rows["remote"]),
+        values(rows["detail"]),
+        values(rows["kind"]),
+        values(rows["via"]),
+        values(rows["bytes"]),
         ms,
         strict=True,
     )
@@ -244,7 +274,7 @@ def sequence(*sources: Any, ax: Axes | None = None, kinds: Any = None, by: str =
         lost,
         "message, in send order" if by == "order" else "ms (wall clock)",
     )
-    return ax.figure
+    return _figure(ax)
 
 
 def _draw_sequence(
@@ -326,7 +356,10 @@ def _draw_sequence(
 
 
 def stats(
-    source: Any, metric: str = "bitrate", ax: Axes | None = None, kind: str | None = None
+    source: StatsSampler | pd.DataFrame,
+    metric: str = "bitrate",
+    ax: Axes | None = None,
+    kind: str | None = None,
 ) -> Figure:
     """`metric` (a StatsSampler column: bitrate, rtt, jitter, bytes_sent, frames_decoded, ...)
     over `t`, one line per remote and kind (`transport`, `audio`, `video`; or only `kind`).
@@ -336,16 +369,16 @@ def stats(
     """
     import pandas as pd
 
-    from .stats import StatsSampler
-
+    frame: pd.DataFrame | None
     if isinstance(source, pd.DataFrame):
         frame = source
-    elif isinstance(source, StatsSampler):
-        frame = source.to_frame()
     else:
-        raise TypeError(
-            f"plot.stats() needs a StatsSampler (peer.stats()) or its to_frame(), got {source!r}"
-        )
+        to_frame = getattr(source, "to_frame", None)  # a StatsSampler (plot cannot import it)
+        frame = to_frame() if callable(to_frame) else None
+        if not isinstance(frame, pd.DataFrame) or not set(frame.columns) >= _SAMPLER_COLUMNS:
+            raise TypeError(
+                f"plot.stats() needs a StatsSampler (peer.stats()) or its to_frame(), got {source!r}"
+            )
     if metric not in frame.columns or metric in ("time", "t", "peer", "remote", "kind", "state"):
         numeric = [c for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c])][1:]
         raise ValueError(f"unknown metric {metric!r}; one of {', '.join(numeric)}")
@@ -371,7 +404,7 @@ def stats(
     ax.grid(alpha=0.3)
     if ax.get_lines():
         ax.legend(loc="best", fontsize="small")
-    return ax.figure
+    return _figure(ax)
 
 
 __all__ = ["sequence", "stats", "timeline"]
