@@ -13,12 +13,15 @@ from .log import EventLog, merge
 from .network import NetworkConditions
 from .peer import Peer, PeerInfo
 from .remote import RemotePeer
+from .states import ChannelState, ConnectionState
 from .stats import StatsSampler
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ChannelOptions",
+    "ChannelState",
+    "ConnectionState",
     "Driver",
     "ErrorCode",
     "Event",

@@ -5,8 +5,9 @@ connection, and every DTLS transport builds a new OpenSSL context from it and re
 fingerprints for each SDP: about 0.4 ms a connection, ~10 % of a 16-peer mesh's connect time
 (bench/mesh.py). Browsers let one certificate serve many connections
 (RTCConfiguration.certificates); aiortc has no such option, so `use_peer_certificate` puts the
-Peer's certificate in the connection's private certificate list before its first transport is
-created. Measured: a 16-peer mesh then needs less CPU than raw aiortc (docs/BENCHMARKS.md).
+Peer's certificate in the connection's private certificate list (through _aiortc.py) before its
+first transport is created. Measured: a 16-peer mesh then needs less CPU than raw aiortc
+(docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 from aiortc import RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
+
+from . import _aiortc
 
 #: Certificates are replaced this long before they expire (aiortc makes them valid 30 days).
 RENEW_BEFORE = datetime.timedelta(days=1)
@@ -35,12 +38,12 @@ class PeerCertificate(RTCCertificate):
             self._fingerprints = super().getFingerprints()
         return list(self._fingerprints)
 
-    def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:
+    def _create_ssl_context(self, srtp_profiles: list[Any]) -> Any:  # aiortc's hook (_aiortc.py)
         # One context serves many SSL connections; aiortc configures it the same way each time.
         key = tuple(profile.openssl_profile for profile in srtp_profiles)
         context = self._contexts.get(key)
         if context is None:
-            context = self._contexts[key] = super()._create_ssl_context(srtp_profiles)
+            context = self._contexts[key] = _aiortc.create_ssl_context(self, srtp_profiles)
         return context
 
     @property
@@ -61,4 +64,4 @@ def of(owner: Any) -> PeerCertificate:
 
 def use_peer_certificate(pc: RTCPeerConnection, owner: Any) -> None:
     """Make `pc` use `owner`'s certificate; call before anything creates a transport on it."""
-    pc._RTCPeerConnection__certificates = [of(owner)]  # type: ignore[attr-defined]
+    _aiortc.set_certificates(pc, [of(owner)])

@@ -7,6 +7,7 @@ quickest way to see the library work on a fresh machine.
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from . import Event, MemoryDriver, Peer
 
@@ -22,17 +23,19 @@ async def run(names: tuple[str, ...] = NAMES, timeout: float = 20.0) -> list[Pee
     all_delivered = asyncio.Event()
 
     def deliver(event: Event, name: str) -> None:
+        assert event.remote is not None  # channel events always name their remote
         inbox[name].append(f"{event.remote.metadata['name']}: {event.data}")
         if all(len(lines) == expected for lines in inbox.values()):
             all_delivered.set()
 
     for peer, name in zip(peers, names, strict=True):
-        peer.on("channel:message", lambda e, name=name: deliver(e, name))
+        peer.on("channel:message", functools.partial(deliver, name=name))
         await peer.open("chat")
     opened: set[tuple[str, str]] = set()
     everyone_open = asyncio.Event()
 
     def channel_open(event: Event) -> None:
+        assert event.remote is not None
         opened.add((event.id, event.remote.id))
         if len(opened) == len(peers) * expected:
             everyone_open.set()

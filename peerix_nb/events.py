@@ -19,7 +19,7 @@ from .home import running_loop
 
 if TYPE_CHECKING:
     from .log import EventLog
-    from .remote import RemotePeer
+    from .seams import RemoteInfo
 
 logger = logging.getLogger("peerix_nb")
 
@@ -51,7 +51,8 @@ EVENTS: dict[str, tuple[str, ...]] = {
     "ice": ("gathering", "state"),
     "dtls": ("state",),
     "control": ("open",),
-    "negotiation": ("done",),
+    # an offer/answer exchange: `kind` local (our offer) or remote (theirs), `via` its path
+    "negotiation": ("start", "done"),
     "media": ("first-frame",),
     "network": ("change",),  # emulated network conditions (network.py) set or cleared
 }
@@ -87,7 +88,7 @@ class Event:
 
     name: str
     id: str = ""  # the local peer's id
-    remote: RemotePeer | None = None
+    remote: RemoteInfo | None = None  # a kernel RemotePeer, or a BrowserPeer's BrowserRemote
     state: str | None = None
     channel: Any = None
     label: str | None = None

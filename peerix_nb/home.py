@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -50,7 +50,7 @@ class HomeLoop:
         return home
 
     def start(
-        self, coro: Coroutine[Any, Any, T], spawn: Callable[[Coroutine[Any, Any, T]], Any]
+        self, coro: Coroutine[Any, Any, T], spawn: Callable[[Coroutine[Any, Any, T]], Awaitable[T]]
     ) -> Any:
         """`spawn(coro)` on the home loop; an awaitable of its result for the caller's loop."""
         home = self.elsewhere()

@@ -3,15 +3,17 @@
 Why: aiortc has no `disconnected` state; a killed peer is found by ICE consent checks (every
 5 s, 6 failures) and ends `closed` (AIORTC-NOTES.md). But the remote's SCTP stack acknowledges
 every data chunk we send, even a control-channel message its application ignores (browser
-Peerix ignores unknown control events). So the RemotePeer sends a tiny `["ping"]` every second
-and this watcher reads, from aiortc's private SCTP state, whether acknowledgements still
-progress: outstanding chunks with no new cumulative ack for `stall_after` seconds mean the
-remote is gone (or the path is), i.e. `disconnected`.
+Peerix ignores unknown control events). So the control channel carries a tiny `["ping"]` every
+second (control.keepalive) and this watcher reads, from aiortc's private SCTP state (through
+_aiortc.py), whether acknowledgements still progress: outstanding chunks with no new cumulative
+ack for `stall_after` seconds mean the remote is gone (or the path is), i.e. `disconnected`.
 """
 
 from __future__ import annotations
 
 from aiortc import RTCSctpTransport
+
+from . import _aiortc
 
 #: Seconds without acknowledgement progress, while data is outstanding, before `disconnected`.
 STALL_AFTER = 2.5
@@ -30,9 +32,9 @@ class SctpLiveness:
 
     def alive(self, now: float) -> bool:
         """False once data has waited `stall_after` seconds without any ack progress."""
-        sent_queue = self._sctp._sent_queue  # chunks sent and not yet acknowledged
-        last_ack = self._sctp._last_sacked_tsn  # highest cumulative TSN the remote acked
-        if not sent_queue:
+        outstanding = _aiortc.sctp_unacknowledged(self._sctp)  # chunks sent, not yet acked
+        last_ack = _aiortc.sctp_last_acknowledged(self._sctp)  # highest cumulative TSN acked
+        if not outstanding:
             self._stalled_since = None
         elif last_ack != self._last_ack or self._stalled_since is None:
             self._stalled_since = now

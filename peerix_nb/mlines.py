@@ -17,28 +17,38 @@ have-local-offer registers those on the BUNDLE's one RTP header-extension map: p
 remote, stamped with the ids we offered, are then parsed with the wrong ones (`struct.error:
 unpack requires a buffer of 4 bytes` in aiortc's rtp.py, seen in the glare storm).
 
-All private names are touched here and nowhere else; aiortc is pinned to 1.16.x for this.
+The private state is reached through _aiortc.py; aiortc is pinned to 1.16.x for this.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtcrtpparameters import RTCRtpHeaderExtensionParameters
 
-from . import sdp
+from . import _aiortc, sdp
+
+#: Seconds a retired transceiver may take to stop.
+STOP_TIMEOUT = 2.0
 
 
-def retire_recycled(pc: RTCPeerConnection, offer_sdp: str) -> list[RTCRtpTransceiver]:
-    """Take out the transceivers whose m-line position the remote `offer_sdp` gives to another
-    mid; return them (the caller stops them and forgets what it kept of them)."""
+def retire_recycled(
+    pc: RTCPeerConnection, offer_sdp: str, rejected: set[str]
+) -> list[RTCRtpTransceiver]:
+    """Take out the transceivers of `rejected` m-lines whose position the remote `offer_sdp`
+    gives to another mid; return them (the caller stops them and forgets what it kept).
+
+    Only a rejected m-line can be recycled (JSEP). Nothing else may be touched: after our own
+    emulated rollback (rollback.py) positions can look shifted, and retiring a live transceiver
+    there stalled the glare storm (tests/test_soak.py) with a negotiation that never ended."""
     offered = sdp.mids(offer_sdp)
-    transceivers: list[RTCRtpTransceiver] = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
+    transceivers = _aiortc.transceivers(pc)
     retired = []
     for transceiver in list(transceivers):
-        index = transceiver._get_mline_index()
-        if transceiver.mid is None or index is None or index >= len(offered):
+        index = _aiortc.mline_index(transceiver)
+        if transceiver.mid not in rejected or index is None or index >= len(offered):
             continue
         if offered[index] is not None and offered[index] != transceiver.mid:
             transceivers.remove(transceiver)
@@ -48,16 +58,21 @@ def retire_recycled(pc: RTCPeerConnection, offer_sdp: str) -> list[RTCRtpTransce
 
 async def stop(transceiver: RTCRtpTransceiver) -> None:
     """Stop a retired transceiver's sender and receiver (its RTP loops end)."""
+    # Bounded: the connection's negotiation queue waits on it.
     with contextlib.suppress(Exception):  # a never-started sender may object; nothing to do
-        await transceiver.stop()
+        await asyncio.wait_for(transceiver.stop(), STOP_TIMEOUT)
 
 
 def use_extension_ids(pc: RTCPeerConnection, ids: dict[str, int]) -> None:
     """Make every transceiver's header extensions use `ids` (URI -> id), as our offer says;
     an extension without an id there is not used."""
     for transceiver in pc.getTransceivers():
-        transceiver._headerExtensions = [  # type: ignore[attr-defined]
-            RTCRtpHeaderExtensionParameters(id=ids[ext.uri], uri=ext.uri)
-            for ext in transceiver._headerExtensions  # type: ignore[attr-defined]
-            if ext.uri in ids
-        ]
+        extensions = _aiortc.header_extensions(transceiver)
+        _aiortc.set_header_extensions(
+            transceiver,
+            [
+                RTCRtpHeaderExtensionParameters(id=ids[ext.uri], uri=ext.uri)
+                for ext in extensions
+                if ext.uri in ids
+            ],
+        )

@@ -290,8 +290,8 @@ class ShapedTransport:
 
 def effective(remote: RemotePeer) -> NetworkConditions | None:
     """The conditions shaping what we send to `remote`: its own, else its peer's."""
-    own = getattr(remote, "_network", None)
-    return own if own is not None else getattr(remote._peer, "_network", None)
+    own = remote.network
+    return own if own is not None else remote.owner.network
 
 
 def change_event(conditions: NetworkConditions | None, remote: RemotePeer | None) -> Event:
@@ -303,7 +303,7 @@ def change_event(conditions: NetworkConditions | None, remote: RemotePeer | None
     elif conditions is not None:
         detail = str(conditions)
     else:
-        peer = getattr(remote._peer, "_network", None)
+        peer = remote.owner.network
         detail = f"follows the peer: {peer if peer is not None else 'none'}"
     return Event(
         name="network:change",
@@ -329,17 +329,16 @@ def sample(pc: Any) -> dict[str, Any]:
 
 # -- aiortc/aioice private state ----------------------------------------------------------------
 # Why: nothing public in aiortc 1.16 or aioice 0.13 lets one see, let alone hold back, the
-# datagrams of a connection. Checked against aiortc 1.16.0 and aioice 0.13.0 (pyproject.toml pins
-# aiortc 1.16.x), this section is the only place that relies on:
-# - RTCIceTransport._connection: the aioice Connection behind an aiortc ICE transport (with
-#   max-bundle, `pc.sctp.transport.transport` carries everything; transceivers' transports are
-#   included in case another appears);
-# - Connection._protocols: one StunProtocol per local candidate (host sockets, TURN
-#   allocations), created while gathering, i.e. inside setLocalDescription;
-# - StunProtocol.transport: the asyncio DatagramTransport (or aioice TurnTransport) whose
-#   `sendto(data, addr)` every STUN check, DTLS record, SRTP/SRTCP and SCTP packet goes
-#   through (`send_stun` and `send_data` read the attribute at each send, so replacing it
-#   takes effect at once, and putting the original back undoes it);
+# datagrams of a connection. This section relies on (through _aiortc.py, which says why each
+# access works and the versions it was checked on):
+# - the aioice Connection behind each ICE transport of the connection (with max-bundle,
+#   `pc.sctp.transport.transport` carries everything; transceivers' transports are included in
+#   case another appears), and its StunProtocols, one per local candidate (host sockets, TURN
+#   allocations), created while gathering, i.e. inside setLocalDescription:
+#   `_aiortc.stun_protocols`;
+# - each StunProtocol's datagram transport, whose `sendto(data, addr)` every STUN check, DTLS
+#   record, SRTP/SRTCP and SCTP packet goes through, replaced by a ShapedTransport and put back
+#   to undo it: `_aiortc.datagram_transport`, `_aiortc.set_datagram_transport`;
 # - an attribute of ours on the RTCPeerConnection (`_peerix_network`) holding its shaper, so
 #   the shaper lives and dies with the connection (no global registry, no monkeypatching:
 #   peers and loops never share one).
@@ -385,6 +384,9 @@ def apply(pc: RTCPeerConnection, conditions: NetworkConditions | None) -> None:
 
 
 def _protocols(pc: Any) -> list[Any]:
+    """The StunProtocols of every ICE transport of `pc` (each aioice Connection once)."""
+    from . import _aiortc
+
     transports = []
     sctp = getattr(pc, "sctp", None)
     if sctp is not None:
@@ -394,27 +396,31 @@ def _protocols(pc: Any) -> list[Any]:
     protocols: list[Any] = []
     seen: set[int] = set()
     for ice in transports:
-        connection = getattr(ice, "_connection", None)
+        connection = _aiortc.ice_connection(ice)
         if connection is None or id(connection) in seen:
             continue
         seen.add(id(connection))
-        protocols.extend(getattr(connection, "_protocols", ()))
+        protocols.extend(_aiortc.stun_protocols(ice))
     return protocols
 
 
 def _wrap(pc: Any, shaper: Shaper) -> None:
+    from . import _aiortc
+
     for protocol in _protocols(pc):
-        transport = getattr(protocol, "transport", None)
+        transport = _aiortc.datagram_transport(protocol)
         if transport is None or isinstance(transport, ShapedTransport):
             continue
-        protocol.transport = ShapedTransport(transport, shaper)
+        _aiortc.set_datagram_transport(protocol, ShapedTransport(transport, shaper))
 
 
 def _unwrap(pc: Any) -> None:
+    from . import _aiortc
+
     for protocol in _protocols(pc):
-        transport = getattr(protocol, "transport", None)
+        transport = _aiortc.datagram_transport(protocol)
         if isinstance(transport, ShapedTransport):
-            protocol.transport = transport.inner
+            _aiortc.set_datagram_transport(protocol, transport.inner)
 
 
 __all__ = ["DEFAULT_QUEUE_MS", "NetworkConditions", "ShapedTransport", "Shaper", "apply"]

@@ -1,7 +1,9 @@
 """Peer: the local peer — joins rooms, keeps one RemotePeer per remote, fans out channels and streams.
 
-Driver messages arrive here (JOIN/OFFER/ANSWER/CANDIDATE/LEAVE, docs/PROTOCOL.md), are decoded by the
-SignalingCodec and handed to the RemotePeer they concern. Public methods that do asynchronous work
+Driver messages arrive here (JOIN/OFFER/ANSWER/CANDIDATE/LEAVE, docs/PROTOCOL.md), are decoded
+(roomlink.py, which also sends ours) and handed to the remote they concern (remotes.py, which
+admits new ones: admission.py). A RemotePeer sees its Peer only as a `seams.RemoteOwner`.
+Public methods that do asynchronous work
 (`join`, `leave`, `open`, `close`, `publish`, `unpublish`) start it at once and return a task, so
 a widget callback can call them without awaiting, like a JavaScript promise; awaiting waits for
 the step to finish. Arguments are checked before the task starts: bad input raises right away.
@@ -10,47 +12,37 @@ the step to finish. Arguments are checked before the task starts: bad input rais
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .admission import MAX_HELD_MESSAGES as MAX_HELD_MESSAGES
+from .admission import PeerInfo, Verify
 from .channels import ChannelOptions, check_message
+from .config import check_connection_timeout, make_configuration
+from .datachannels import MAX_CHANNELS
 from .drivers.base import Driver
 from .drivers.memory import MemoryDriver
 from .errors import ErrorCode, PeerixError
 from .events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from .home import HomeLoop, running_loop
 from .log import EventLog
-from .remote import (
-    MAX_CHANNELS,
-    MAX_QUEUED_CANDIDATES,
-    RemotePeer,
-    check_connection_timeout,
-    make_configuration,
-    turn_urls,
-)
-from .signaling import (
-    ANSWER,
-    CANDIDATE,
-    JOIN,
-    LEAVE,
-    MAX_ID_LENGTH,
-    MAX_METADATA_BYTES,
-    OFFER,
-    Message,
-    SignalingCodec,
-    to_json,
-)
+from .remote import RemotePeer
+from .remotes import Remotes
+from .roomlink import REANNOUNCE_FIRST as REANNOUNCE_FIRST
+from .roomlink import REANNOUNCE_MAX as REANNOUNCE_MAX
+from .roomlink import RoomLink
+from .signaling import MAX_ID_LENGTH, MAX_METADATA_BYTES, SignalingCodec, to_json
 
 if TYPE_CHECKING:
+    from aiortc import RTCConfiguration
     from aiortc.mediastreams import MediaStreamTrack
 
     from .media import MediaStream
     from .network import NetworkConditions
+    from .seams import RemoteInfo
     from .stats import StatsSampler
 
 _default_driver: MemoryDriver | None = None
@@ -60,15 +52,6 @@ logger = logging.getLogger("peerix_nb")
 #: dozen peers spends its time in DTLS handshakes and keepalives, and each RemotePeer costs a
 #: certificate and sockets, so a flood of JOINs with made-up ids must stop somewhere.
 MAX_REMOTES = 64
-#: Messages held per sender while `verify` decides about it.
-MAX_HELD_MESSAGES = 100
-#: A joined peer repeats its room JOIN after ~1 s, then at doubling intervals up to this many
-#: seconds, for as long as it stays joined. JOIN has no acknowledgement (docs/PROTOCOL.md): a JOIN
-#: lost on its way, or the direct JOIN retry after `failed`, leaves that pair with no attempt
-#: on either side, silently and for good. A peer that already has a connection to the sender
-#: ignores a room JOIN (`_route`), as browser Peerix does, so a repeat costs one message.
-REANNOUNCE_FIRST = 1.0
-REANNOUNCE_MAX = 30.0
 
 
 def default_driver() -> MemoryDriver:
@@ -77,20 +60,6 @@ def default_driver() -> MemoryDriver:
     if _default_driver is None:
         _default_driver = MemoryDriver()
     return _default_driver
-
-
-@dataclass(frozen=True, slots=True)
-class PeerInfo:
-    """What `verify` receives about a peer asking to connect."""
-
-    id: str
-    metadata: Any
-
-    def __getitem__(self, key: str) -> Any:  # also readable like the dict browser Peerix passes
-        return getattr(self, key)
-
-
-Verify = Callable[[PeerInfo], "bool | Awaitable[bool]"]
 
 
 class Peer(Observable):
@@ -138,15 +107,11 @@ class Peer(Observable):
         self._ice_servers = ice_servers
         self._ice_transport_policy = ice_transport_policy
         self._configuration = make_configuration(ice_servers, ice_transport_policy)
-        self._turn_urls = turn_urls(self._configuration)  # checked when gathering completes
-        self._codec = SignalingCodec(
-            signaling_compression, signaling_encryption_key, signaling_hashing
-        )
+        codec = SignalingCodec(signaling_compression, signaling_encryption_key, signaling_hashing)
 
         self.room = ""
         self.metadata: Any = None
         self.joined = False
-        self.connections: dict[str, RemotePeer] = {}
         self.channels: dict[
             str, ChannelOptions
         ] = {}  # configured labels, for current and future remotes
@@ -160,19 +125,14 @@ class Peer(Observable):
         self._emitter = _PeerEmitter(self)
         self.events = EventLog(self.id)
         self._emitter.on("*", self.events.record)
-        self._verify: Verify | None = None
-        self._admitting: dict[str, list[tuple[Message, bool]]] = {}
-        # Candidates from senders we have no RemotePeer for yet (docs/PROTOCOL.md step 4: a browser's
-        # trickled candidates can overtake its OFFER on a reordering driver); at most
-        # max_remotes senders and MAX_QUEUED_CANDIDATES each, applied when the OFFER comes.
-        self._early_candidates: dict[str, list[dict[str, Any]]] = {}
-        self._namespaces: list[list[str]] = []
-        self._join_task: asyncio.Task[None] | None = None
+        self._link = RoomLink(self.id, self.driver, codec, self.emit, self._report)
+        self._remotes = Remotes(self, self._tasks.spawn, self._announce, self._report)
+        self.connections: dict[str, RemotePeer] = self._remotes.connections
+        self._join_task: asyncio.Future[None] | None = None
         self._join_room = ""  # the room of the current or pending join
         self._network: NetworkConditions | None = None  # see the `network` property
         if network is not None:
             self._set_network(network)
-        self._announced = False  # the room JOIN went out since join() (or waits for the driver)
 
     @property
     def network(self) -> NetworkConditions | None:
@@ -192,7 +152,7 @@ class Peer(Observable):
         from . import network
 
         self._network = conditions
-        self._emit(network.change_event(conditions, None))
+        self.emit(network.change_event(conditions, None))
         for remote in list(self.connections.values()):
             network.apply(remote.connection, network.effective(remote))
 
@@ -206,12 +166,19 @@ class Peer(Observable):
         """ "all" or "relay", as given to the constructor (fixed)."""
         return self._ice_transport_policy
 
+    @property
+    def configuration(self) -> RTCConfiguration:
+        """The RTCConfiguration every connection of this peer uses (from `ice_servers`)."""
+        return self._configuration
+
     def __repr__(self) -> str:
         where = f"room={self.room!r}" if self.joined else "not joined"
         return f"<Peer {self.id} {where} connections={len(self.connections)}>"
 
     # -- events -----------------------------------------------------------------------------
-    def _emit(self, event: Event) -> None:
+    def emit(self, event: Event) -> None:
+        """Deliver `event` as this peer's to its handlers and its log (its RemotePeers emit
+        through this: seams.RemoteOwner)."""
         event.id = self.id
         self._emitter.emit(event)
 
@@ -219,14 +186,14 @@ class Peer(Observable):
         self,
         error: BaseException,
         code: ErrorCode = "UNKNOWN_ERROR",
-        remote: RemotePeer | None = None,
+        remote: RemoteInfo | None = None,
     ) -> None:
-        self._emit(Event(name="error", remote=remote, error=PeerixError.wrap(error, code)))
+        self.emit(Event(name="error", remote=remote, error=PeerixError.wrap(error, code)))
 
     def _task_failed(self, error: BaseException, name: str) -> None:
         self._report(error, "UNKNOWN_ERROR")
 
-    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def _start(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Future[None]:
         if running_loop() is None:
             coro.close()
             raise RuntimeError(
@@ -234,12 +201,16 @@ class Peer(Observable):
                 "in a notebook cell or inside a coroutine run by asyncio.run()"
             )
         # On the peer's own loop, even when called from a kernel subshell's thread (home.py).
-        return self._home.start(coro, lambda c: self._tasks.spawn(c, name=f"peer:{name}"))
+        # A Task on the home loop; from another loop's thread, a Future of that Task's result.
+        started: asyncio.Future[None] = self._home.start(
+            coro, lambda c: self._tasks.spawn(c, name=f"peer:{name}")
+        )
+        return started
 
     # -- joining and leaving ----------------------------------------------------------------
     def join(
         self, room: str = "default", metadata: Any = None, verify: Verify | None = None
-    ) -> asyncio.Task[None]:
+    ) -> asyncio.Future[None]:
         """Join `room`, announcing `metadata`; `verify(info)` may reject peers (bool or awaitable)."""
         if not isinstance(room, str) or not room:
             raise ValueError(f"room must be a non-empty string, got {room!r}")
@@ -263,36 +234,28 @@ class Peer(Observable):
         return self._join_task
 
     async def _join(self, room: str, metadata: Any, verify: Verify | None) -> None:
-        self.room, self.metadata, self._verify = room, metadata, verify
+        self.room, self.metadata, self._remotes.admission.verify = room, metadata, verify
         self.events.room = room
-        self._namespaces = [self._codec.namespace([room]), self._codec.namespace([room, self.id])]
         driver = self.driver
         try:
-            await driver.subscribe(self._namespaces[0], self._on_room_message)
-            try:
-                await driver.subscribe(self._namespaces[1], self._on_direct_message)
-            except BaseException:
-                await driver.unsubscribe(self._namespaces[0], self._on_room_message)
-                raise
-        except BaseException as error:
+            await self._link.subscribe(
+                room, metadata, self._on_room_message, self._on_direct_message
+            )
+        except BaseException:
             self._join_task = None
-            self._namespaces = []
-            if isinstance(error, Exception):
-                raise PeerixError.wrap(error, "PEER_SIGNALING_ERROR") from error
             raise
         driver.on("active", self._on_driver_active)
         driver.on("inactive", self._on_driver_inactive)
         driver.on("error", self._on_driver_error)
         self.joined = True
         self._join_task = None
-        self._announced = False
-        self._emit(Event(name="room:join", state="joined", detail=room))
+        self.emit(Event(name="room:join", state="joined", detail=room))
         if not driver.active:
             self._announce_waits()
         await self._announce()
-        self._tasks.spawn(self._reannounce(), name="peer:reannounce")
+        self._tasks.spawn(self._link.reannounce(lambda: self.joined), name="peer:reannounce")
 
-    def leave(self) -> asyncio.Task[None]:
+    def leave(self) -> asyncio.Future[None]:
         """Close every remote, broadcast LEAVE and stop listening; a no-op when not joined."""
         return self._start(self._leave(), "leave")
 
@@ -307,36 +270,20 @@ class Peer(Observable):
         driver.off("active", self._on_driver_active)
         driver.off("inactive", self._on_driver_inactive)
         driver.off("error", self._on_driver_error)
-        try:
-            if driver.active:
-                await self._dispatch(self._namespaces[0], [LEAVE, self.id], "leave", None)
-        except Exception as error:
-            self._report(error, "PEER_SIGNALING_ERROR")
+        await self._link.leave()
         remotes = list(self.connections.values())
         await asyncio.gather(
             *(r.shutdown("left the room") for r in remotes), return_exceptions=True
         )
         self.connections.clear()
-        self._admitting.clear()
-        self._early_candidates.clear()
-        handlers = (self._on_room_message, self._on_direct_message)
-        for namespace, handler in zip(self._namespaces, handlers, strict=True):
-            try:
-                await driver.unsubscribe(namespace, handler)
-            except Exception as error:
-                self._report(error, "PEER_SIGNALING_ERROR")
-        self._namespaces = []
+        self._remotes.admission.clear()
+        await self._link.unsubscribe()
         await self._tasks.cancel_all(keep=asyncio.current_task())
-        self._emit(Event(name="room:leave", state="left", detail=self.room))
+        self.emit(Event(name="room:leave", state="left", detail=self.room))
 
     async def _announce(self, to: str | None = None) -> None:
-        if not self.joined or not self.driver.active:
-            return
-        namespace = self._namespaces[0] if to is None else self._codec.namespace([self.room, to])
-        detail = None if to is None else f"to {to}"  # a direct JOIN: the retry after `failed`
-        sent = await self._dispatch(namespace, [JOIN, self.id, self.metadata], "join", None, detail)
-        if sent and to is None:
-            self._announced = True
+        if self.joined:
+            await self._link.announce(to)  # `to`: a direct JOIN, the retry after `failed`
 
     def _announce_waits(self) -> None:
         """join() with an inactive driver: nothing can be sent, so no one can see us. Say so
@@ -350,18 +297,7 @@ class Peer(Observable):
             self.driver,
             detail,
         )
-        self._emit(Event(name="driver:inactive", state="inactive", kind="join", detail=detail))
-
-    async def _reannounce(self) -> None:
-        interval = REANNOUNCE_FIRST
-        while self.joined:
-            # Jittered, so that a room that joined together does not announce together.
-            await asyncio.sleep(interval * (0.5 + random.random()))
-            try:
-                await self._announce()
-            except Exception as error:  # a driver hiccup must not end the repeats
-                self._report(error, "PEER_SIGNALING_ERROR")
-            interval = min(interval * 2, REANNOUNCE_MAX)
+        self.emit(Event(name="driver:inactive", state="inactive", kind="join", detail=detail))
 
     async def _announce_later(self) -> None:
         # docs/PROTOCOL.md: a random 0-1000 ms delay, so a room that lost its driver does not stampede.
@@ -370,7 +306,7 @@ class Peer(Observable):
 
     # -- driver events ----------------------------------------------------------------------
     def _on_driver_active(self, event: Event) -> None:
-        self._emit(Event(name="driver:active", state="active"))
+        self.emit(Event(name="driver:active", state="active"))
         if self.joined:
             # An attempt still `new` has not completed its first exchange, which goes through
             # the driver: its offer or answer may have been dropped while the driver was
@@ -384,11 +320,11 @@ class Peer(Observable):
                     )
             # The random delay spreads the re-announcements of a room whose driver came back;
             # a JOIN that never went out (join() while inactive) is a first one: it goes now.
-            announce = self._announce() if not self._announced else self._announce_later()
+            announce = self._announce_later() if self._link.announced else self._announce()
             self._tasks.spawn(announce, name="peer:announce")
 
     def _on_driver_inactive(self, event: Event) -> None:
-        self._emit(Event(name="driver:inactive", state="inactive"))
+        self.emit(Event(name="driver:inactive", state="inactive"))
 
     def _on_driver_error(self, event: Event) -> None:
         self._report(
@@ -396,62 +332,18 @@ class Peer(Observable):
             "PEER_SIGNALING_ERROR",
         )
 
-    # -- sending through the driver ---------------------------------------------------------
-    async def _dispatch(
-        self,
-        namespace: list[str],
-        message: list[Any],
-        kind: str,
-        remote: RemotePeer | None,
-        detail: str | None = None,
-    ) -> bool:
-        """Encode and dispatch; False when the driver is inactive (a `signal:drop` row)."""
-        data = self._codec.encode(message)
-        if not self.driver.active:
-            # docs/PROTOCOL.md: an inactive driver dispatches nothing; say so rather than "sent".
-            self._emit(
-                Event(
-                    name="signal:drop",
-                    remote=remote,
-                    kind=kind,
-                    via="driver",
-                    size=len(data),
-                    detail="driver inactive: not sent",
-                )
-            )
-            return False
-        await self.driver.dispatch(namespace, data)
-        self._emit(
-            Event(
-                name="signal:send",
-                remote=remote,
-                kind=kind,
-                via="driver",
-                size=len(data),
-                detail=detail,
-            )
-        )
-        return True
-
-    def _send_direct(self, remote_id: str, message: list[Any], kind: str) -> None:
-        """Send a message to one remote through the driver (used by RemotePeer)."""
+    # -- the driver (roomlink.py) -----------------------------------------------------------
+    def send_direct(self, remote_id: str, message: list[Any], kind: str) -> None:
+        """Send a signaling message to one remote through the driver, in the background (its
+        RemotePeers send their first offer or answer so: seams.RemoteOwner)."""
         if not self.joined:
             return
-        namespace = self._codec.namespace([self.room, remote_id])
         remote = self.connections.get(remote_id)
         self._tasks.spawn(
-            self._dispatch_or_report(namespace, message, kind, remote), name=f"peer:send-{kind}"
+            self._link.dispatch_or_report(remote_id, message, kind, remote),
+            name=f"peer:send-{kind}",
         )
 
-    async def _dispatch_or_report(
-        self, namespace: list[str], message: list[Any], kind: str, remote: RemotePeer | None
-    ) -> None:
-        try:
-            await self._dispatch(namespace, message, kind, remote)
-        except Exception as error:
-            self._report(error, "PEER_SIGNALING_ERROR", remote=remote)
-
-    # -- receiving from the driver ----------------------------------------------------------
     def _on_room_message(self, data: bytes) -> None:
         self._on_driver_message(data, direct=False)
 
@@ -461,197 +353,13 @@ class Peer(Observable):
     def _on_driver_message(self, data: bytes, direct: bool) -> None:
         if not self.joined:
             return
-        try:
-            message = self._codec.decode(data)
-        except PeerixError as error:
-            self._emit(
-                Event(
-                    name="signal:drop",
-                    via="driver",
-                    size=len(data) if isinstance(data, bytes) else None,
-                    detail=error.message,
-                )
-            )
-            self._report(error, "PEER_SIGNALING_ERROR")
-            return
-        if message.sender == self.id:
-            return  # our own broadcast, echoed by the driver
-        remote = self.connections.get(message.sender)
-        self._emit(
-            Event(
-                name="signal:recv",
-                remote=remote,
-                kind=message.kind,
-                via="driver",
-                size=len(data),
-                detail=None if remote else message.sender,
-            )
-        )
-        held = self._admitting.get(message.sender)
-        if held is not None:
-            if len(held) < MAX_HELD_MESSAGES:
-                held.append((message, direct))
-            return
-        self._route(message, direct)
+        message = self._link.decode(data)
+        if message is not None:
+            self._remotes.receive(message, len(data), direct)
 
-    def _route(self, message: Message, direct: bool) -> None:
-        sender = message.sender
-        remote = self.connections.get(sender)
-        if message.type == JOIN:
-            if remote is not None:
-                if remote.state == "connected" or (
-                    not direct and remote.state not in ("failed", "closed")
-                ):
-                    # A re-announcement (driver back), or a replay: a live connection stays.
-                    if direct:
-                        self._ignore(message, remote, "JOIN for a live connection")
-                    return
-                # A direct JOIN means the remote lost us and wants to start over.
-                self._tasks.spawn(self._restart(remote, message), name="peer:restart")
-                return
-            self._admit(message, direct)
-        elif message.type == OFFER:
-            if remote is not None and remote._control_open:
-                if remote.state == "connected":
-                    # Renegotiation rides the control channel: a driver offer for a live
-                    # connection is stale or replayed, and must not tear it down.
-                    self._ignore(message, remote, "driver offer for a live connection")
-                    return
-                # The connection is gone on the remote's side: it started a new one.
-                self._tasks.spawn(self._restart(remote, message), name="peer:restart")
-            elif remote is not None:
-                remote.receive(OFFER, message.description, "driver")
-            else:
-                self._admit(message, direct)
-        elif message.type in (ANSWER, CANDIDATE):
-            if remote is None and message.type == CANDIDATE and message.candidate is not None:
-                early = self._early_candidates.get(sender)
-                if early is None and len(self._early_candidates) < self.max_remotes:
-                    early = self._early_candidates[sender] = []
-                if early is not None and len(early) < MAX_QUEUED_CANDIDATES:
-                    early.append(message.candidate)
-                    self._ignore_early(message)
-                    return
-            if remote is None:
-                self._emit(
-                    Event(
-                        name="signal:drop",
-                        kind=message.kind,
-                        via="driver",
-                        detail=f"no connection to {sender}",
-                    )
-                )
-                return
-            remote.receive(
-                message.type,
-                message.description if message.type == ANSWER else message.candidate,
-                "driver",
-            )
-        elif message.type == LEAVE:
-            self._early_candidates.pop(sender, None)
-            if remote is not None:
-                self._tasks.spawn(remote.shutdown("remote left"), name="peer:remote-left")
-
-    def _ignore_early(self, message: Message) -> None:
-        self._emit(
-            Event(
-                name="signal:hold",
-                kind=message.kind,
-                via="driver",
-                detail=f"{message.sender}: before its offer",
-            )
-        )
-
-    def _ignore(self, message: Message, remote: RemotePeer, why: str) -> None:
-        self._emit(
-            Event(name="signal:ignore", remote=remote, kind=message.kind, via="driver", detail=why)
-        )
-
-    async def _restart(self, remote: RemotePeer, message: Message) -> None:
-        await remote.shutdown("remote restarted the connection")
-        self._admit(message, direct=True)
-
-    def _admit(self, message: Message, direct: bool) -> None:
-        """Run `verify` for a new remote (JOIN or OFFER), holding its later messages meanwhile."""
-        sender = message.sender
-        if len(self.connections) + len(self._admitting) >= self.max_remotes:
-            self._early_candidates.pop(sender, None)
-            self._emit(
-                Event(
-                    name="signal:reject",
-                    kind=message.kind,
-                    via="driver",
-                    detail=f"{sender}: room full ({self.max_remotes} remotes)",
-                )
-            )
-            return
-        self._admitting[sender] = []
-        self._tasks.spawn(self._admit_task(message, direct), name=f"peer:admit:{sender}")
-
-    async def _admit_task(self, message: Message, direct: bool) -> None:
-        sender = message.sender
-        try:
-            accepted = await self._verified(sender, message.metadata)
-        except BaseException:
-            self._admitting.pop(sender, None)
-            self._early_candidates.pop(sender, None)
-            raise
-        held = self._admitting.pop(sender, [])
-        # Taken whatever the outcome: left behind, a refused sender's entry would hold a place
-        # in the store (at most max_remotes senders) until leave().
-        early = self._early_candidates.pop(sender, [])
-        if not self.joined:
-            return
-        if not accepted:
-            self._emit(
-                Event(
-                    name="signal:reject",
-                    kind=message.kind,
-                    via="driver",
-                    detail=f"{sender} rejected by verify",
-                )
-            )
-            return
-        remote = RemotePeer(self, sender, message.metadata, self.room)
-        self.connections[sender] = remote
-        if message.type == JOIN:
-            remote.start()  # our offer starts a new exchange: earlier candidates are stale
-        else:
-            remote.receive(OFFER, message.description, "driver")
-            for candidate in early:  # held until the description they belong to
-                remote.receive(CANDIDATE, candidate, "driver")
-        for later, later_direct in held:
-            self._route(later, later_direct)
-
-    async def _verified(self, sender: str, metadata: Any) -> bool:
-        if self._verify is None:
-            return True
-        try:
-            result = self._verify(PeerInfo(sender, metadata))
-            if inspect.isawaitable(result):
-                result = await result
-        except Exception as error:
-            self._report(
-                PeerixError("PEER_SIGNALING_ERROR", f"verify raised {error!r}", cause=error)
-            )
-            return False
-        return bool(result)
-
-    def _remote_closed(self, remote: RemotePeer, failed: bool) -> None:
-        if self.connections.get(remote.id) is remote:
-            del self.connections[remote.id]
-        if failed and self.joined:
-            # docs/PROTOCOL.md: after `failed`, JOIN the remote directly to try again.
-            self._tasks.spawn(self._rejoin_later(remote.id), name="peer:rejoin")
-
-    async def _rejoin_later(self, remote_id: str) -> None:
-        await asyncio.sleep(random.random())
-        current = self.connections.get(remote_id)
-        if remote_id in self._admitting or (
-            current is not None and current.state not in ("failed", "closed")
-        ):
-            return  # the remote retried first: its JOIN already gave us a new connection
-        await self._announce(to=remote_id)
+    def remote_closed(self, remote: RemotePeer, failed: bool) -> None:
+        """`remote` closed for good (seams.RemoteOwner): forget it; after `failed`, JOIN it again."""
+        self._remotes.closed(remote, failed)
 
     # -- data channels ----------------------------------------------------------------------
     def open(
@@ -662,7 +370,7 @@ class Peer(Observable):
         max_retransmits: int | None = None,
         max_packet_life_time: int | None = None,
         protocol: str = "",
-    ) -> asyncio.Task[None]:
+    ) -> asyncio.Future[None]:
         """Open data channel `label` to every remote, now and for remotes that connect later."""
         options = ChannelOptions.make(
             label, ordered, max_retransmits, max_packet_life_time, protocol
@@ -681,7 +389,7 @@ class Peer(Observable):
         for remote in list(self.connections.values()):
             remote.open_channel(options)
 
-    def close(self, label: str) -> asyncio.Task[None]:
+    def close(self, label: str) -> asyncio.Future[None]:
         """Close data channel `label` on every remote and forget it."""
         if not isinstance(label, str):
             raise TypeError(f"channel label must be a string, got {label!r}")
@@ -705,11 +413,12 @@ class Peer(Observable):
         sent = 0
         for remote in list(self.connections.values()):
             if label is None:
-                sent += remote._send(message, None)
+                channels = list(remote.channels.values())
             else:
-                channel = remote.channels.get(label)
-                if channel is not None and channel.readyState == "open":
-                    remote._send_on(channel, message)
+                channels = [remote.channels[label]] if label in remote.channels else []
+            for channel in channels:
+                if channel.readyState == "open":
+                    remote.send_on(channel, message)
                     sent += 1
         return sent
 
@@ -723,7 +432,7 @@ class Peer(Observable):
     # -- media ------------------------------------------------------------------------------
     def publish(
         self, stream: MediaStream | MediaStreamTrack | None = None, label: str | None = None
-    ) -> asyncio.Task[None]:
+    ) -> asyncio.Future[None]:
         """Publish `stream` (a MediaStream or one track) under `label` to every remote.
 
         Publishing again under the same label swaps the tracks (docs/PROTOCOL.md "Media"): same kind
@@ -766,7 +475,7 @@ class Peer(Observable):
                 current.add_track(track)
         return self._start(self._sync_streams(), "publish")
 
-    def unpublish(self, label: str) -> asyncio.Task[None]:
+    def unpublish(self, label: str) -> asyncio.Future[None]:
         """Stop publishing the stream under `label`."""
         if label not in self.streams:
             raise PeerixError(
@@ -793,7 +502,7 @@ class _PeerEmitter(Emitter):
         wrapped = PeerixError(
             "UNKNOWN_ERROR", f"handler for {event.name} raised {error!r}", cause=error
         )
-        self._peer._emit(Event(name="error", remote=event.remote, error=wrapped))
+        self._peer.emit(Event(name="error", remote=event.remote, error=wrapped))
 
 
 async def _noop() -> None:

@@ -5,20 +5,26 @@ Why: aiortc's createOffer() renumbers every transceiver's codecs to its own payl
 The remote follows the new numbers, but an RTCRtpReceiver copies its codec map once, when it
 starts, and then reads the VP8 packets as RTX of an unknown SSRC and drops them all: a browser's
 camera went dark in the kernel as soon as the kernel renegotiated (tests/browser, glare with the
-kernel polite). So after every exchange the started receivers get the negotiated map again.
+kernel polite). So after every exchange the started receivers get the negotiated map again
+(their private codec map, through _aiortc.py), and so does the transport's RTP router, which
+otherwise drops packets whose new payload type it still maps to another receiver.
 """
 
 from __future__ import annotations
 
 from aiortc import RTCPeerConnection
 
+from . import _aiortc
+
 
 def refresh_codecs(pc: RTCPeerConnection) -> None:
     """Give every started receiver of `pc` the payload types negotiated last."""
     for transceiver in pc.getTransceivers():
         receiver = transceiver.receiver
-        codecs = transceiver._codecs
-        if codecs and getattr(receiver, "_RTCRtpReceiver__started", False):
-            table = receiver._RTCRtpReceiver__codecs  # type: ignore[attr-defined]
+        codecs = _aiortc.codecs(transceiver)
+        if codecs and _aiortc.receiver_started(receiver):
+            table = _aiortc.receiver_codecs(receiver)
             table.clear()
-            table.update({codec.payloadType: codec for codec in codecs})
+            table.update({c.payloadType: c for c in codecs if c.payloadType is not None})
+            # ... and the transport's router delivers those payload types to it.
+            _aiortc.route_payload_types(receiver, list(table))

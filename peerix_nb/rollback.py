@@ -18,7 +18,7 @@ offer in `have-local-offer`, and a `rollback` description corrupts its state. Wh
 
 Only renegotiation offers are rolled back this way: the first offer of a connection carries the
 data section, and its collision is resolved by starting over with a fresh RTCPeerConnection.
-All private names are touched here and nowhere else; aiortc is pinned to 1.16.x for this.
+The private state is reached through _aiortc.py; aiortc is pinned to 1.16.x for this.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from __future__ import annotations
 from typing import Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
+
+from . import _aiortc
 
 
 def snapshot(pc: RTCPeerConnection) -> Any:
@@ -35,7 +37,7 @@ def snapshot(pc: RTCPeerConnection) -> Any:
     offerer's local description stays "pending", and setting a new offer overwrites it. So
     the caller keeps this snapshot from just before `setLocalDescription(offer)`.
     """
-    return pc._RTCPeerConnection__pendingLocalDescription  # type: ignore[attr-defined]
+    return _aiortc.pending_local_description(pc)
 
 
 def can_roll_back(pc: RTCPeerConnection) -> bool:
@@ -50,25 +52,39 @@ def roll_back_local_offer(pc: RTCPeerConnection, before: Any) -> list[RTCRtpTran
         raise RuntimeError(f"nothing to roll back in signaling state {pc.signalingState!r}")
     # The remote's last description lists every m-line negotiated so far (an answer mirrors
     # its offer, an offer carries all existing m-lines): any other mid is new in our offer.
-    known = {m.rtp.muxId for m in pc._RTCPeerConnection__remoteDescription().media}  # type: ignore[attr-defined]
+    known = {m.rtp.muxId for m in _aiortc.remote_session(pc).media}
 
-    transceivers: list[RTCRtpTransceiver] = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
-    seen_mids: set[str] = pc._RTCPeerConnection__seenMids  # type: ignore[attr-defined]
+    transceivers = _aiortc.transceivers(pc)
+    seen_mids = _aiortc.seen_mids(pc)
     parked = [t for t in transceivers if t.mid is not None and t.mid not in known]
     for transceiver in parked:
-        seen_mids.discard(transceiver.mid)
-        transceiver._RTCRtpTransceiver__mid = None  # type: ignore[attr-defined]
-        transceiver._set_mline_index(None)  # type: ignore[arg-type]
+        seen_mids.discard(transceiver.mid)  # not None (filtered above)
+        _aiortc.forget_mid(transceiver)
         transceivers.remove(transceiver)
 
-    pc._RTCPeerConnection__pendingLocalDescription = before  # type: ignore[attr-defined]
-    pc._RTCPeerConnection__setSignalingState("stable")  # type: ignore[attr-defined]
+    _aiortc.set_pending_local_description(pc, before)
+    _aiortc.set_signaling_state(pc, "stable")
     return parked
 
 
 def restore(pc: RTCPeerConnection, parked: list[RTCRtpTransceiver]) -> None:
     """Put parked transceivers back; the next createOffer gives them fresh mids."""
-    transceivers: list[RTCRtpTransceiver] = pc._RTCPeerConnection__transceivers  # type: ignore[attr-defined]
+    transceivers = _aiortc.transceivers(pc)
     for transceiver in parked:
         if transceiver not in transceivers:
             transceivers.append(transceiver)
+
+
+def park_unoffered(pc: RTCPeerConnection) -> list[RTCRtpTransceiver]:
+    """Take out the transceivers no offer has carried yet (no mid), for `restore` afterwards.
+
+    Needed around every remote offer we answer: aiortc attaches the remote's new m-line to any
+    local transceiver of its kind without a mid (stealing our media), and its
+    setLocalDescription(answer) fails on one left in the list ("None is not in list": its
+    offer direction is None). Such transceivers exist between a publish and its offer, and for
+    REOFFER_DELAY after a rollback (seen in the glare storm, tests/test_soak.py)."""
+    transceivers = _aiortc.transceivers(pc)
+    parked = [t for t in transceivers if t.mid is None]
+    for transceiver in parked:
+        transceivers.remove(transceiver)
+    return parked

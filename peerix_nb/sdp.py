@@ -163,9 +163,9 @@ class ExtensionIds:
         for line in sdp.replace("\r\n", "\n").split("\n"):
             match = _EXTMAP.match(line)
             if match:
-                ident = mapping.get(match.group(3))
-                if ident is None:
+                mapped = mapping.get(match.group(3))
+                if mapped is None:
                     continue  # no id left for it: not offered
-                line = f"a=extmap:{ident}{match.group(2) or ''} {match.group(3)}{match.group(4)}"
+                line = f"a=extmap:{mapped}{match.group(2) or ''} {match.group(3)}{match.group(4)}"
             out.append(line)
         return "\r\n".join(out)

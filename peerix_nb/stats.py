@@ -5,7 +5,8 @@ bundled ICE/DTLS/SCTP transport: bytes and packets, SCTP round-trip time, the se
 pair) and one row per media kind that has RTP streams (`audio`, `video`: bytes, packets, loss,
 jitter, RTCP round-trip time, frames decoded). Bitrates come from byte deltas between rounds.
 The sampler is an asyncio task owned by this object: `stop()`/`await aclose()` end it, and so
-does the peer leaving its room.
+does the peer leaving its room. Layers: plot is below stats (`plot()` imports it when called;
+plot knows a StatsSampler only by its `to_frame()`, so there is no cycle).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from . import network
+from . import _aiortc, network
 
 if TYPE_CHECKING:
     import matplotlib.axes
@@ -331,7 +332,7 @@ class StatsSampler:
         self, metric: str = "bitrate", ax: matplotlib.axes.Axes | None = None
     ) -> matplotlib.figure.Figure:
         """`metric` over time per remote: see `peerix_nb.plot.stats`."""
-        from .plot import stats
+        from .plot import stats  # a lower layer: plot imports nothing of this module
 
         return stats(self, metric=metric, ax=ax)
 
@@ -390,15 +391,14 @@ def _frames_decoded(remote: RemotePeer) -> int | None:
 # -- aiortc/aioice private state ----------------------------------------------------------------
 # Why: aiortc 1.16's getStats() reports only RTP streams and their DTLS transport, so a
 # data-channel-only connection reports nothing at all, and no report names the selected
-# candidate pair or an RTT for data (AIORTC-NOTES.md, "getStats"). This section is the only
-# place that reads them, from private state (aiortc is pinned to 1.16.x, see pyproject.toml):
-# - RTCDtlsTransport._get_stats(): the transport's byte/packet counters (DTLS, SCTP and SRTP)
-# - RTCIceTransport._connection: the aioice Connection; its `_nominated` maps an ICE component
-#   to the selected CandidatePair (whose local_candidate / remote_candidate are public aioice)
-# - RTCSctpTransport._srtt: SCTP's smoothed round-trip time in seconds (RFC 4960 6.3.1), None
-#   until an acknowledgement was timed (the control channel pings every second, liveness.py)
-# - RTCRtpTransceiver._codecs: the negotiated codecs, whose clock rate turns jitter into ms
-# Every read is defensive (getattr with a default): a changed aiortc gives NA, not an error.
+# candidate pair or an RTT for data (AIORTC-NOTES.md, "getStats"). This section reads them from
+# private state, through _aiortc.py (aiortc is pinned to 1.16.x, see pyproject.toml):
+# - the DTLS transport's byte/packet counters (DTLS, SCTP and SRTP): `_aiortc.dtls_stats`
+# - the selected candidate pair per ICE component: `_aiortc.nominated_pairs`
+# - SCTP's smoothed round-trip time in seconds (RFC 4960 6.3.1), None until an acknowledgement
+#   was timed (the control channel pings every second, liveness.py): `_aiortc.sctp_srtt`
+# - the negotiated codecs, whose clock rate turns jitter into ms: `_aiortc.codecs`
+# Every read is defensive: a changed aiortc gives NA, not an error.
 
 
 def _transport_sample(pc: Any) -> dict[str, Any]:
@@ -408,9 +408,9 @@ def _transport_sample(pc: Any) -> dict[str, Any]:
     if sctp is None:
         return sample
     dtls = sctp.transport
-    get_stats = getattr(dtls, "_get_stats", None)
-    if get_stats is not None:
-        for entry in get_stats().values():
+    report = _aiortc.dtls_stats(dtls)
+    if report is not None:
+        for entry in report.values():
             if entry.type == "transport":
                 sample.update(
                     bytes_sent=entry.bytesSent,
@@ -418,11 +418,10 @@ def _transport_sample(pc: Any) -> dict[str, Any]:
                     packets_sent=entry.packetsSent,
                     packets_received=entry.packetsReceived,
                 )
-    srtt = getattr(sctp, "_srtt", None)
+    srtt = _aiortc.sctp_srtt(sctp)
     if srtt is not None:
         sample["rtt"] = srtt * 1000
-    connection = getattr(dtls.transport, "_connection", None)
-    nominated = getattr(connection, "_nominated", None) or {}
+    nominated = _aiortc.nominated_pairs(dtls.transport)
     pair = nominated.get(1) or next(iter(nominated.values()), None)
     if pair is not None:
         local, remote = pair.local_candidate, pair.remote_candidate
@@ -439,7 +438,7 @@ def _transport_sample(pc: Any) -> dict[str, Any]:
 def _clock_rates(pc: Any) -> dict[str, int]:
     rates: dict[str, int] = {}
     for transceiver in pc.getTransceivers():
-        codecs = getattr(transceiver, "_codecs", None)
+        codecs = _aiortc.codecs(transceiver)
         if codecs and transceiver.kind not in rates:
             rates[transceiver.kind] = codecs[0].clockRate
     return rates

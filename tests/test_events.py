@@ -101,7 +101,7 @@ async def test_async_handlers_and_failing_handlers_become_error_events():
         raise RuntimeError("boom")
 
     peer.on("error", errors.append)
-    peer._emit(Event(name="room:join"))
+    peer.emit(Event(name="room:join"))
     await asyncio.wait_for(done.wait(), 5)
     await peer.wait_for("error", lambda e: "boom" in e.error.message, timeout=5) if len(
         errors
@@ -125,8 +125,8 @@ async def test_wait_for_filters_and_times_out():
         peer.wait_for("channel:open", lambda e: e.label == "b", timeout=5)
     )
     await asyncio.sleep(0)
-    peer._emit(Event(name="channel:open", label="a"))
-    peer._emit(Event(name="channel:open", label="b"))
+    peer.emit(Event(name="channel:open", label="a"))
+    peer.emit(Event(name="channel:open", label="b"))
     assert (await waiter).label == "b"
     with pytest.raises(asyncio.TimeoutError, match="channel:close"):
         await peer.wait_for("channel:close", timeout=0.01)

@@ -22,7 +22,8 @@ from hypothesis import strategies as st
 
 from peerix_nb import MemoryDriver, Peer, RemotePeer
 from peerix_nb.signaling import MAX_METADATA_BYTES, SignalingCodec
-from tests.util import Recorder, channels_open, room, wait_until
+from testbed.rooms import channels_open, room, wait_until
+from tests.util import Recorder
 
 EXAMPLES = int(os.environ.get("PEERIX_FUZZ_EXAMPLES", "1000"))  # per fuzz test
 FUZZ = settings(
@@ -182,7 +183,7 @@ def test_afterwards_the_room_still_works_and_nothing_leaked(live: Room) -> None:
     live.call(victim.send, "alive", "chat")
     assert live.run(asyncio.wait_for(got, 5)) == "alive"
     gc.collect()
-    remotes = [o for o in gc.get_objects() if isinstance(o, RemotePeer) and o._peer is victim]
+    remotes = [o for o in gc.get_objects() if isinstance(o, RemotePeer) and o.owner is victim]
     assert [r.id for r in remotes if r.state != "closed"] == ["friend"]
     assert len(victim._tasks) < 20
     codes = {e.error.code for e in live.recorder.errors()}

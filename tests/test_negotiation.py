@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from peerix_nb import media, remote
+from peerix_nb import media, negotiation
 from peerix_nb.sdp import FIRST_IDS, ExtensionIds, extension_ids, mids, reject, rejected_mids
-from tests.util import Recorder, leave_all, room, wait_until
+from testbed.rooms import leave_all, room, wait_until
+from tests.util import Recorder
 
 ABS = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -69,7 +70,7 @@ def test_an_answer_rejects_what_the_offer_rejected() -> None:
 async def test_an_offer_the_remote_ignores_is_withdrawn_and_made_again(monkeypatch) -> None:
     """A browser Peerix page busy with its own negotiation drops our offer without a word;
     the offerer must not wait in have-local-offer forever."""
-    monkeypatch.setattr(remote, "OFFER_TIMEOUT", 1.0)
+    monkeypatch.setattr(negotiation, "OFFER_TIMEOUT", 1.0)
     a, b = await room(2, ids=["a", "b"], channels=["chat"])
     rec_a = Recorder(a)
     try:
@@ -97,5 +98,34 @@ async def test_an_offer_the_remote_ignores_is_withdrawn_and_made_again(monkeypat
         assert dropped, "the first offer was not the one dropped"
         assert "signal:withdraw" in rec_a.names()
         assert rec_a.errors() == []
+    finally:
+        await leave_all([a, b])
+
+
+async def test_each_exchange_is_a_start_and_a_done_row_on_both_sides() -> None:
+    """`negotiation:start` when an offer is made (kind local) or taken up (kind remote), then
+    `negotiation:done` with the same kind and path: the first over the driver, a renegotiation
+    over the control channel."""
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    try:
+        await a.publish(media.synthetic(audio=False, width=160, height=120), label="cam")
+        await wait_until(
+            [a, b],
+            lambda: (
+                "cam" in b.connections["a"].streams
+                and a.connections["b"].connection.signalingState == "stable"
+            ),
+            timeout=20,
+        )
+        for peer in (a, b):
+            rows = peer.events.to_frame()
+            rows = rows[rows["event"].str.startswith("negotiation:")]
+            steps = list(zip(rows["event"], rows["kind"], rows["via"], strict=True))
+            starts = [s[1:] for s in steps if s[0] == "negotiation:start"]
+            dones = [s[1:] for s in steps if s[0] == "negotiation:done"]
+            assert starts == dones, steps  # every exchange begun was completed, in order
+            assert ("local" if peer is a else "remote", "control") in starts, steps
+            first = starts[0]
+            assert first[1] == "driver", steps
     finally:
         await leave_all([a, b])

@@ -67,7 +67,7 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
         self.set_active(False)
         self._subscribers = Subscribers()
         self._views: dict[str, int] = {}  # page (frontend id) -> views on it
-        self._owner: str | None = None  # the page that relays
+        self._relay: str | None = None  # the page that relays
         self._warned = False
         self._handler_tasks: set[asyncio.Future[Any]] = set()
         self.messages_out = 0
@@ -94,15 +94,16 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
         data = bytes(message)
         self._deliver_soon(key, data)  # peers of this kernel sharing the driver
         self.messages_out += 1
-        self.send({"type": "post", "key": key, "to": self._owner}, buffers=[data])
+        self.send({"type": "post", "key": key, "to": self._relay}, buffers=[data])
 
-    def close(self) -> Any:  # type: ignore[override]
+    def close(self) -> Any:
         """Close the widget and stop relaying (sync for the widget, awaitable for a driver)."""
-        self._owner = None
+        self._relay = None
         self._views.clear()
         if getattr(self, "_active", False):
             self.set_active(False)
-        super().close()
+        # The widget's close (ipywidgets, sync); Driver.close is async and has nothing to do.
+        anywidget.AnyWidget.close(self)
         return _Done()
 
     def subscriber_count(self) -> int:
@@ -161,17 +162,17 @@ class BroadcastChannelDriver(anywidget.AnyWidget, Driver):
         if kind in ("rendered", "views"):
             count_views(self._views, frontend, content)
             self._elect()
-        elif kind == "recv" and buffers and frontend == self._owner:
+        elif kind == "recv" and buffers and frontend == self._relay:
             self.messages_in += 1
             self._deliver_soon(str(content.get("key", "")), bytes(buffers[0]))
 
     def _elect(self) -> None:
         """Keep exactly one relaying page while any page shows the widget."""
-        if self._owner not in self._views:
-            self._owner = next(iter(self._views), None)
-            self.send({"type": "own", "to": self._owner})
-            logger.debug("BroadcastChannelDriver %s: relaying page %s", self.name, self._owner)
-        if self._owner is not None:
+        if self._relay not in self._views:
+            self._relay = next(iter(self._views), None)
+            self.send({"type": "own", "to": self._relay})
+            logger.debug("BroadcastChannelDriver %s: relaying page %s", self.name, self._relay)
+        if self._relay is not None:
             self._warned = False
             self.status = "active"
             self.set_active(True)

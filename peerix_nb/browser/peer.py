@@ -32,13 +32,14 @@ import anywidget
 import traitlets
 
 from ..channels import ChannelOptions
+from ..config import check_connection_timeout, make_configuration
 from ..drivers.base import Driver
 from ..errors import PeerixError
 from ..events import EVENT_NAMES, Emitter, Event, Observable, TaskOwner
 from ..home import HomeLoop, on_home
 from ..log import EventLog
-from ..remote import check_connection_timeout, make_configuration
 from ..signaling import MAX_METADATA_BYTES, to_json
+from ..states import ChannelState, ConnectionState
 from ..widgets._common import check_options, count_views, describe, logger, running_loop
 from ._bundle import bundle
 from .broadcast import BroadcastChannelDriver
@@ -71,15 +72,16 @@ class NatsWebSocket:
 
 @dataclass(slots=True, eq=False)
 class BrowserRemote:
-    """What the kernel knows about one remote of the browser peer (from its events)."""
+    """What the kernel knows about one remote of the browser peer (from its events); as
+    `event.remote` it is a seams.RemoteInfo, like a kernel RemotePeer."""
 
     id: str
     room: str
     metadata: Any = None
     polite: bool | None = None
-    state: str = "new"
+    state: ConnectionState = "new"
     streams: set[str] = field(default_factory=set)  # labels of remote streams
-    channels: dict[str, str] = field(default_factory=dict)  # label -> readyState
+    channels: dict[str, ChannelState] = field(default_factory=dict)  # label -> readyState
 
     def __repr__(self) -> str:
         return f"<BrowserRemote {self.id} state={self.state} polite={self.polite}>"
@@ -314,7 +316,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         """Close data channel `label` (`close()` closes the widget)."""
         return self._command("close", {"label": label})
 
-    def send(self, content: Any, buffers: Any = None, label: str | None = None) -> Any:  # type: ignore[override]
+    def send(self, content: Any, buffers: Any = None, label: str | None = None) -> Any:
         """Widget messages (dict) go to the page; `send("text")` or `send(b"bytes", label=...)`
         sends on the browser peer's data channels and resolves to how many channels got it."""
         if isinstance(content, dict):
@@ -480,7 +482,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         event = Event(
             name=name,
             id=self.id,
-            remote=remote,  # type: ignore[arg-type]  # a BrowserRemote stands in for a RemotePeer
+            remote=remote,  # a BrowserRemote is a seams.RemoteInfo, like a RemotePeer
             state=state,
             label=label,
             data=payload,

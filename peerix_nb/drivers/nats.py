@@ -426,7 +426,8 @@ class NatsDriver(Driver):
 
     async def _flush(self, nc: Client, timeout: float = 2.0, what: str = "close") -> None:
         try:
-            await nc.flush(timeout=timeout)
+            # nats-py annotates `timeout` as int, but it is seconds for asyncio.wait_for: 2.0 works.
+            await nc.flush(timeout=timeout)  # type: ignore[arg-type]
         except Exception as error:
             # On subscribe this matters: messages published before the server has the
             # subscription are not delivered (a peer may miss a JOIN until it is repeated).

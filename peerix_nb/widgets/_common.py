@@ -13,11 +13,12 @@ import html
 import inspect
 import logging
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import closest
 from ..events import TaskOwner
-from ..home import HomeLoop, on_home, running_loop
+from ..home import HomeLoop, on_home
+from ..home import running_loop as running_loop  # widgets import it from here
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -59,7 +60,8 @@ def check_options(widget: type, options: dict[str, Any]) -> None:
     unknown = [name for name in options if name not in traits]
     if not unknown:
         return
-    known = traits | set(inspect.signature(widget.__init__).parameters) - {"self"}
+    init = cast(Any, widget).__init__  # the class's (mypy reads widget.__init__ as an instance's)
+    known = traits | set(inspect.signature(init).parameters) - {"self"}
     near = closest(unknown[0], known)
     hint = f" (did you mean {near!r}?)" if near else ""
     raise TypeError(f"{widget.__name__}() got an unexpected keyword argument {unknown[0]!r}{hint}")

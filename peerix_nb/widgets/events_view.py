@@ -65,7 +65,7 @@ class EventsView(anywidget.AnyWidget):
     _esm = pathlib.Path(__file__).with_name("events_view.js")
     _css = pathlib.Path(__file__).with_name("events_view.css")
 
-    rows = traitlets.List().tag(sync=True)
+    rows: traitlets.List[Any] = traitlets.List().tag(sync=True)
     columns = traitlets.List(traitlets.Unicode(), list(TABLE_COLUMNS)).tag(sync=True)
     groups = traitlets.List(traitlets.Unicode()).tag(sync=True)  # empty: every group
     known_groups = traitlets.List(traitlets.Unicode()).tag(sync=True)

@@ -8,7 +8,7 @@ is shown in the widget's status line (and logged), so a button never fails silen
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import ipywidgets
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ..media import MediaStream
     from ..peer import Peer
     from ..remote import RemotePeer
+    from ..seams import RemoteInfo
 
 _STATE_COLOURS = {
     "connected": "#2e7d32",
@@ -45,7 +46,7 @@ _STATE_COLOURS = {
 class _Tile:
     """One remote video stream: a VideoView in a box."""
 
-    def __init__(self, remote: RemotePeer, stream: MediaStream, label: str, width: str) -> None:
+    def __init__(self, remote: RemoteInfo, stream: MediaStream, label: str, width: str) -> None:
         title = f"{display_name(remote.metadata, remote.id[:8])} · {label}"
         self.stream = stream
         self.view = VideoView(stream, title=title)
@@ -213,7 +214,8 @@ class RoomWidget(ipywidgets.VBox):
                 self._connect_ms.pop(remote.id, None)
             elif event.name == "connection:connected":
                 # until timing() has been read: connection:new -> connected
-                self._connect_ms[remote.id] = (time.monotonic() - remote.created_at) * 1000.0
+                created_at = cast("RemotePeer", remote).created_at  # a Peer's events: its own
+                self._connect_ms[remote.id] = (time.monotonic() - created_at) * 1000.0
                 self._timing_stale = True
         self._roster.poke()
         self._render_status()
@@ -250,7 +252,7 @@ class RoomWidget(ipywidgets.VBox):
         self._render_status()
 
     # -- tiles ------------------------------------------------------------------------------
-    def _add_tile(self, remote: RemotePeer, stream: MediaStream, label: str) -> None:
+    def _add_tile(self, remote: RemoteInfo, stream: MediaStream, label: str) -> None:
         key = (remote.id, stream.id)
         if key in self._tiles or not stream.video_tracks or self._resources.closed:
             return
@@ -285,6 +287,7 @@ class RoomWidget(ipywidgets.VBox):
         self._timing_stale = False
         try:
             timing = self.peer.events.timing()
+            row: Any  # a namedtuple of the timing columns
             for row in timing.dropna(subset=["total"]).itertuples():
                 self._connect_ms[str(row.remote)] = float(row.total)  # the last attempt wins
         except Exception as error:  # the roster works without it: keep the local measure

@@ -112,7 +112,8 @@ class StatsView(anywidget.AnyWidget):
 
     # {metric: {remote id: [[t, value], ...]}}, t in seconds on the peer's EventLog clock
     series = traitlets.Dict().tag(sync=True)
-    meta = traitlets.List().tag(sync=True)  # [{name, label, unit}] in chart order
+    # [{name, label, unit}] in chart order
+    meta: traitlets.List[Any] = traitlets.List().tag(sync=True)
     names = traitlets.Dict().tag(sync=True)  # remote id -> display name
     conditions = traitlets.Dict().tag(sync=True)  # {"peer": text, "remotes": {id: text}}
     window = traitlets.Float(60.0).tag(sync=True)
@@ -215,9 +216,11 @@ class StatsView(anywidget.AnyWidget):
                 metric = METRICS[name]
                 total, found = 0.0, False
                 for kind in metric.kinds:
-                    row = kinds.get(kind)
-                    for column in metric.columns if row is not None else ():
-                        value = row.get(column)
+                    sample = kinds.get(kind)
+                    if sample is None:
+                        continue
+                    for column in metric.columns:
+                        value = sample.get(column)
                         if value is not None and not _missing(value):
                             total += float(value)
                             found = True
@@ -258,8 +261,8 @@ class StatsView(anywidget.AnyWidget):
             conditions = effective(remote)
             remotes[remote.id] = str(conditions) if conditions is not None else "none"
         for lines in series.values():
-            for remote in lines:
-                names.setdefault(remote, remote[:8])
+            for remote_id in lines:
+                names.setdefault(remote_id, remote_id[:8])
         own = self.peer.network
         with self.hold_sync():
             self.series = series

@@ -27,7 +27,7 @@ import pathlib
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import anywidget
 import av
@@ -83,8 +83,8 @@ def _stamp_time(frame: av.VideoFrame) -> float | None:
     """The send time stamped on a synthetic frame (media.read_stamp), read from luma only."""
     if frame.format.name in ("yuv420p", "yuvj420p", "nv12", "gray"):
         plane = frame.planes[0]
-        luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
-        image = luma[:, : plane.width]
+        luma = np.frombuffer(memoryview(plane), np.uint8).reshape(plane.height, plane.line_size)
+        image: np.ndarray[Any, Any] = luma[:, : plane.width]
     else:
         image = frame.to_ndarray(format="gray")
     stamp = read_stamp(image)
@@ -101,7 +101,7 @@ def video_track(source: VideoSource) -> MediaStreamTrack | None:
     if isinstance(source, MediaStream):
         tracks = source.video_tracks
         live = [t for t in tracks if t.readyState == "live"]
-        return (live or tracks or [None])[0]
+        return (live or tracks)[0] if tracks else None
     if isinstance(source, MediaStreamTrack):
         if source.kind != "video":
             raise ValueError(f"VideoView shows video, got a {source.kind} track")
@@ -410,7 +410,8 @@ class VideoView(anywidget.AnyWidget):
         due: float | None = None  # when max_fps allows the next frame (loop time)
         while True:
             await self._wait_credit(sub)
-            frame = await sub.recv()  # the newest frame; older ones were dropped by the Tap
+            # The newest frame (older ones were dropped by the Tap); a video track's, so a VideoFrame.
+            frame = cast(av.VideoFrame, await sub.recv())
             if not self._rendered.is_set():
                 raise MediaStreamError  # the last view went away: back to waiting
             # max_fps on a schedule, not "1/max_fps after the last send": a source running at
