@@ -12,7 +12,7 @@ LAB_FLAGS := $(if $(filter 0,$(shell id -u)),--allow-root) \
 # JupyterLab serves notebooks/ and opens (and prints the URL of) this notebook in it.
 LAB_NOTEBOOK ?= 01-quickstart.ipynb
 
-.PHONY: test lab demo bench lint clean
+.PHONY: test test-pythons lab demo bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,29 @@ $(LAB_STAMP): pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The suite but the Chromium tests (tests/browser, tests/interop) on each other supported
+# Python, from pyenv (the newest patch release installed) or PATH, in .venv-<version>.
+PYTHONS ?= 3.12 3.13
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+NO_BROWSER := -m "not browser" --ignore=tests/browser --ignore=tests/interop
+
+.venv-%/.installed-test: pyproject.toml
+	test -x .venv-$*/bin/python || { \
+	  py=$$(ls -d $(PYENV_ROOT)/versions/$*.*/bin/python 2>/dev/null \
+	    | grep -E '/$(subst .,\.,$*)\.[0-9]+/bin/' | sort -V | tail -n 1); \
+	  [ -n "$$py" ] || py=$$(command -v python$*) \
+	    || { echo "no Python $* (pyenv install $*)" >&2; exit 1; }; \
+	  $$py -m venv .venv-$*; }
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+test-pythons: $(foreach v,$(PYTHONS),.venv-$(v)/.installed-test)
+	set -e; for v in $(PYTHONS); do \
+	  echo "== Python $$(.venv-$$v/bin/python -V | cut -d' ' -f2)"; \
+	  .venv-$$v/bin/python -m pytest -q $(NO_BROWSER); \
+	done
+
 # JupyterLab on the quickstart, next to an embedded NATS server (binder/start: its address is
 # in PEERIX_NATS_URL for every kernel; it stops when JupyterLab does).
 lab: $(LAB_STAMP)
@@ -44,6 +67,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	.tsc/node_modules/.bin/tsc -p peerix_nb/browser/jsconfig.json
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(foreach v,$(PYTHONS),.venv-$(v)) .pytest_cache .ruff_cache

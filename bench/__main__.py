@@ -2,10 +2,11 @@
 named ones), print each one's wall time and the total.
 
 `make bench` runs this, and must stay under 10 minutes on a 2-core machine: the slowest modules
-run at suite size here (SUITE below: fewer runs, a shorter idle window, the soak's CI size; the
-fault matrix's default is its quick preset). `--full` runs every module at its own full size
-(`bench.faults --full` included), which is what `python -m bench.NAME` does for one module and
-what docs/BENCHMARKS.md reports unless it says otherwise.
+run at suite size here (SUITE below: fewer runs, a shorter idle window, the CI size of the soak
+and the glare storm; the fault matrix's default is its quick preset). `--full` runs every
+module at its own full size (`bench.faults --full` included), which is what
+`python -m bench.NAME` does for one module and what docs/BENCHMARKS.md reports unless it says
+otherwise.
 """
 
 from __future__ import annotations
@@ -24,16 +25,27 @@ SUITE: dict[str, list[str]] = {
     "media": ["--runs", "2"],
     "memory": ["--runs", "2", "--idle", "5"],
     "soak": ["--quick"],
+    "glare_storm": ["--quick"],
 }
 FULL: dict[str, list[str]] = {"faults": ["--full"]}
 
 
-def main(argv: list[str]) -> int:
-    full = "--full" in argv
-    argv = [a for a in argv if a != "--full"]
-    names = argv or sorted(
+def modules() -> list[str]:
+    """The benchmark modules: every module of the package but the `_private` helpers."""
+    return sorted(
         m.name for m in pkgutil.iter_modules(bench.__path__) if not m.name.startswith("_")
     )
+
+
+def main(argv: list[str]) -> int:
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        print("modules: " + ", ".join(modules()))
+        print("options of one: python -m bench.NAME --help")
+        return 0
+    full = "--full" in argv
+    argv = [a for a in argv if a != "--full"]
+    names = argv or modules()
     times: dict[str, float] = {}
     for name in names:
         module = importlib.import_module(f"bench.{name}")

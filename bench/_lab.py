@@ -1,7 +1,7 @@
 """Real JupyterLab + headless Chromium for benchmarks and screenshots (not a benchmark itself).
 
-The browser tests' own setup (tests/browser/conftest.py: `run_jupyter_lab`, `Lab` driving one
-page), in a temp directory; Debian's Chromium through Playwright's sync API. Every process
+The browser tests' own setup (testbed/lab.py: `run_jupyter_lab`, `Lab` driving one page), in a
+temp directory; Debian's Chromium through Playwright's sync API. Every process
 started here is stopped on exit, kernels included.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 
 import psutil
 
-from tests.browser.conftest import (
+from testbed.lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
     Lab,

@@ -3,7 +3,7 @@ of a data-channel message's cost the row is.
 
 Rows: `EventLog.record(event)` for a prebuilt `channel:message` event (1 KiB of bytes, or a short
 text), the same with the `Event(...)` built in the loop (what the library does per message), and
-the whole emit path a received message takes in peerix_nb (`Peer._emit`: Event -> Emitter ->
+the whole emit path a received message takes in peerix_nb (`Peer.emit`: Event -> Emitter ->
 EventLog, with no user handler), in ns per event: median of `--repeats` loops of `--events`
 events, each into a fresh log, the loops interleaved. `to_frame()`: median of `--repeats` builds
 of a log holding a mix of event kinds. The share: the same run measures peerix_nb's 1 KiB
@@ -77,11 +77,11 @@ def record_built(data: bytes | str) -> Callable[[int], None]:
 
 
 def emit_path(data: bytes | str) -> Callable[[int], None]:
-    """Peer._emit, as RemotePeer's `message` handler calls it (the log is the only subscriber)."""
+    """Peer.emit, as RemotePeer's `message` handler calls it (the log is the only subscriber)."""
 
     def loop(count: int) -> None:
         peer = Peer(id="bench")
-        emit = peer._emit
+        emit = peer.emit
         for _ in range(count):
             emit(Event(name="channel:message", remote=REMOTE, label="chat", data=data))
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     for what, data in (("1 KiB bytes", PAYLOAD_BYTES), ("short text", PAYLOAD_TEXT)):
         loops[f"log.record(event), event prebuilt, {what}"] = record_prebuilt(data)
         loops[f"log.record(Event(...)), {what}"] = record_built(data)
-        loops[f"Peer._emit(Event(...)): emitter + log, {what}"] = emit_path(data)
+        loops[f"Peer.emit(Event(...)): emitter + log, {what}"] = emit_path(data)
     timings = per_event_ns(loops, args.events, args.repeats)
     overhead = timings.pop("empty loop")
     rows = [(label, ns - overhead) for label, ns in timings.items()]

@@ -14,7 +14,7 @@ rates, 5 seeds each, 10 TURN runs; ~16 min). An option given explicitly override
 Each matrix run joins 4 peers (each opening a `chat` channel) over
 `MemoryDriver(delay, loss=..., duplicate=..., seed=...)` with `connection_timeout` = --timeout,
 and waits until every pair has its channel open, or `--bound` seconds have passed since the
-first join. The room is measured by tests/faulty_room.py, the code tests/test_reliability.py
+first join. The room is measured by testbed/faulty_room.py, the code tests/test_reliability.py
 checks. A pair whose JOIN was lost is tried again at the sender's next periodic JOIN (peer.py,
 REANNOUNCE_*), so a quiet room can still change; `--early-stop` stops a run that has been quiet
 for ~1.5 s + 125 % of the delay (right only for a library that never repeats JOINs).
@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from peerix_nb import MemoryDriver, Peer
-from tests.faulty_room import RoomOutcome, run_room
-from tests.turn_server import TurnServer, TurnServerError
+from testbed.faulty_room import RoomOutcome, run_room
+from testbed.turn_server import TurnServer, TurnServerError
 
 from ._common import alternate, loadavg, machine, median, percentile
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from peerix_nb import MemoryDriver, Peer
 from peerix_nb import nats_server as launcher
-from tests.nats_peer_proc import event_record
-from tests.peer_procs import PeerProc, PeerProcs
+from testbed.nats_peer_proc import event_record
+from testbed.peer_procs import PeerProc, PeerProcs
 
 from ._common import machine
 

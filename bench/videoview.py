@@ -112,7 +112,7 @@ HOOK = r"""
   const COLUMNS = 40, ROWS = 3, HEAD = [1, 0, 1, 1], TAIL = [0, 0, 1, 0];
   const now = () => performance.timeOrigin + performance.now();
   const state = { draws: [], decodes: [], reads: [], arrivals: [], misses: 0, nextId: 1 };
-  function cellSize(width) {  // media._stamp_cell
+  function cellSize(width) {  // media.stamps._stamp_cell
     if (width >= 16 * COLUMNS) { let c = 16; while (c * 2 * COLUMNS <= width) c *= 2; return c; }
     if (width >= 4 * COLUMNS) return 4;
     return width >= 2 * COLUMNS ? 2 : 0;

@@ -14,7 +14,7 @@ import pytest
 
 from peerix_nb import MemoryDriver, Peer, PeerixError
 from peerix_nb.browser import BroadcastChannelDriver, BrowserPeer, NatsWebSocket
-from tests.util import leave_all, poll_until
+from testbed.rooms import leave_all, poll_until
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 

@@ -11,15 +11,8 @@ import pytest
 
 from peerix_nb import MemoryDriver, Peer
 from peerix_nb.signaling import ANSWER, SignalingCodec
-from tests.util import (
-    DropFirst,
-    Recorder,
-    channels_open,
-    fully_connected,
-    leave_all,
-    room,
-    wait_until,
-)
+from testbed.rooms import channels_open, fully_connected, leave_all, room, wait_until
+from tests.util import DropFirst, Recorder
 
 
 async def test_garbage_on_the_driver_is_an_error_event_and_changes_nothing():

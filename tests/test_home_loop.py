@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from peerix_nb.widgets import RoomWidget
-from tests.util import channels_open, leave_all, room, wait_until
+from testbed.rooms import channels_open, leave_all, room, wait_until
 
 
 async def in_subshell(work: Callable[[], Coroutine[Any, Any, Any]]) -> Any:

@@ -15,7 +15,8 @@ import pytest
 from peerix_nb import Event, EventLog, MemoryDriver, Peer, StatsSampler, media, merge, plot
 from peerix_nb.log import timing
 from peerix_nb.signaling import ANSWER
-from tests.util import DropFirst, channels_open, leave_all, room, wait_until
+from testbed.rooms import channels_open, leave_all, room, wait_until
+from tests.util import DropFirst
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -36,59 +37,74 @@ def bars(ax) -> dict[str, int]:
     return {c.get_label(): len(c) for c in ax.containers}
 
 
-async def test_two_peers_timing_has_every_phase_and_plots():
+async def test_two_peers_timing_has_every_phase():
     a, b = await room(2, ids=["a", "b"], channels=["chat"])
-    frames = {p.id: p.events.to_frame() for p in (a, b)}
-    rows = {p.id: p.events.timing() for p in (a, b)}
-    for peer, other in ((a, b), (b, a)):
-        table = rows[peer.id]
-        assert len(table) == 1, table
-        row = table.iloc[0]
-        assert (row.peer, row.remote, row.attempt, row.outcome) == (
-            peer.id,
-            other.id,
-            1,
-            "connected",
+    try:
+        frames = {p.id: p.events.to_frame() for p in (a, b)}
+        rows = {p.id: p.events.timing() for p in (a, b)}
+        for peer, other in ((a, b), (b, a)):
+            table = rows[peer.id]
+            assert len(table) == 1, table
+            row = table.iloc[0]
+            assert (row.peer, row.remote, row.attempt, row.outcome) == (
+                peer.id,
+                other.id,
+                1,
+                "connected",
+            )
+            for phase in (*CONNECT_PHASES, "total", "first_channel"):
+                assert str(table[phase].dtype) == "Float64"
+                assert row[phase] > 0, (peer.id, phase, row[phase])
+            assert pd.isna(row.first_frame)  # no media: missing, not 0
+            for phase in ("discovery", "gathering", "signaling", "ice", "dtls"):
+                assert row.total >= row[phase], (phase, row.total, row[phase])
+            # total is the discovery start -> connection:connected, read straight from the log
+            events = frames[peer.id]
+            connected = events.loc[events.event == "connection:connected", "t"].iloc[0]
+            origin = row.start - row.discovery / 1000
+            assert row.total == pytest.approx((connected - origin) * 1000, abs=1e-6)
+            # control_open = start -> connected -> (DTLS connected, same moment) -> control open
+            assert row.control_open == pytest.approx(row.total - row.discovery + row.sctp, abs=1.0)
+        # the peer already in the room offered on the newcomer's JOIN; b is the polite one
+        assert rows["a"].role.tolist() == ["offerer"] and rows["b"].role.tolist() == ["answerer"]
+        assert rows["a"].polite.tolist() == [False] and rows["b"].polite.tolist() == [True]
+        merged = merge(a, b)
+        pd.testing.assert_frame_equal(
+            timing(merged), pd.concat([rows["a"], rows["b"]], ignore_index=True)
         )
-        for phase in (*CONNECT_PHASES, "total", "first_channel"):
-            assert str(table[phase].dtype) == "Float64"
-            assert row[phase] > 0, (peer.id, phase, row[phase])
-        assert pd.isna(row.first_frame)  # no media: missing, not 0
-        for phase in ("discovery", "gathering", "signaling", "ice", "dtls"):
-            assert row.total >= row[phase], (phase, row.total, row[phase])
-        # total is the discovery start -> connection:connected, read straight from the log
-        events = frames[peer.id]
-        connected = events.loc[events.event == "connection:connected", "t"].iloc[0]
-        origin = row.start - row.discovery / 1000
-        assert row.total == pytest.approx((connected - origin) * 1000, abs=1e-6)
-        # control_open = start -> connected -> (DTLS connected, same moment) -> control open
-        assert row.control_open == pytest.approx(row.total - row.discovery + row.sctp, abs=1.0)
-    # the peer already in the room offered on the newcomer's JOIN; b is the polite one
-    assert rows["a"].role.tolist() == ["offerer"] and rows["b"].role.tolist() == ["answerer"]
-    assert rows["a"].polite.tolist() == [False] and rows["b"].polite.tolist() == [True]
-    merged = merge(a, b)
-    pd.testing.assert_frame_equal(
-        timing(merged), pd.concat([rows["a"], rows["b"]], ignore_index=True)
-    )
+    finally:
+        await leave_all([a, b])
 
-    ax = plot.timeline(merged).axes[0]
-    assert bars(ax) == dict.fromkeys(
-        ("discovery", "gathering", "signaling", "ice", "dtls", "sctp"), 2
-    )
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["a → b #1", "b → a #1"]
-    assert {line.get_label() for line in ax.get_lines()} == {"connected", "first channel open"}
-    assert a.events.plot_timeline().axes[0].get_yticklabels()[0].get_text() == "b #1"
 
-    ax = plot.sequence(a, b).axes[0]
-    arrows = [p for p in ax.patches if p.get_gid() == "signal"]
-    received = merged[merged.event == "signal:recv"]
-    assert len(arrows) == len(received) >= 4  # every message received is matched with its send
-    assert not [p for p in ax.patches if p.get_gid() == "lost"]
-    labels = sorted(t.get_text() for t in ax.texts if t.get_gid() == "signal-label")
-    assert labels == sorted(str(k).upper() for k in received.kind)
-    assert {"JOIN", "OFFER", "ANSWER", "CHANNEL"} <= set(labels)
-    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
-    await leave_all([a, b])
+async def test_two_peers_timeline_plot_has_a_bar_per_phase_and_attempt():
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    try:
+        ax = plot.timeline(merge(a, b)).axes[0]
+        assert bars(ax) == dict.fromkeys(
+            ("discovery", "gathering", "signaling", "ice", "dtls", "sctp"), 2
+        )
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["a → b #1", "b → a #1"]
+        assert {line.get_label() for line in ax.get_lines()} == {"connected", "first channel open"}
+        assert a.events.plot_timeline().axes[0].get_yticklabels()[0].get_text() == "b #1"
+    finally:
+        await leave_all([a, b])
+
+
+async def test_two_peers_sequence_plot_draws_every_message_received():
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    try:
+        merged = merge(a, b)
+        ax = plot.sequence(a, b).axes[0]
+        arrows = [p for p in ax.patches if p.get_gid() == "signal"]
+        received = merged[merged.event == "signal:recv"]
+        assert len(arrows) == len(received) >= 4  # every message received is matched with its send
+        assert not [p for p in ax.patches if p.get_gid() == "lost"]
+        labels = sorted(t.get_text() for t in ax.texts if t.get_gid() == "signal-label")
+        assert labels == sorted(str(k).upper() for k in received.kind)
+        assert {"JOIN", "OFFER", "ANSWER", "CHANNEL"} <= set(labels)
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    finally:
+        await leave_all([a, b])
 
 
 async def test_failed_attempt_has_missing_phases_then_a_successful_attempt():
@@ -233,43 +249,51 @@ async def test_plots_and_samplers_name_a_wrong_argument():
     sampler.stop()
 
 
-async def test_stats_over_a_data_channel_connection_and_stop_on_leave():
+async def test_stats_over_a_data_channel_connection():
+    a, b = await room(2, ids=["a", "b"], channels=["chat"])
+    try:
+        sampler = a.stats(interval=0.1)
+        assert isinstance(sampler, StatsSampler)
+        n = 3
+        await sampler.wait_samples(n, timeout=10)
+        while pd.isna(sampler.latest().rtt.iloc[0]):  # SCTP RTT: the first timed acknowledgement
+            n += 1
+            await sampler.wait_samples(n, timeout=10)
+        before = sampler.latest().iloc[0]
+        a.send("x" * 5000, label="chat")
+        await b.wait_for("channel:message", timeout=5)
+        await sampler.wait_samples(sampler.samples + 2, timeout=10)
+
+        frame = sampler.to_frame()
+        assert set(frame.kind) == {"transport"} and set(frame.remote) == {"b"}  # no RTP at all
+        assert len(frame) == sampler.samples  # one row per round: one remote, one kind
+        assert str(frame.bytes_sent.dtype) == "Int64" and str(frame.rtt.dtype) == "Float64"
+        last = sampler.latest()
+        assert len(last) == 1
+        row = last.iloc[0]
+        assert row.state == "connected"
+        assert row.bytes_sent >= before.bytes_sent + 5000 and row.packets_sent > before.packets_sent
+        assert row.bytes_received > 0 and row.packets_received > 0
+        assert 0 < row.rtt < 1000
+        assert row.local_candidate == "host" and row.remote_candidate == "host"
+        assert row.local_address.rsplit(":", 1)[1].isdigit() and row.protocol == "udp"
+        assert frame.bitrate_sent.notna().any() and (frame.bitrate_sent.dropna() >= 0).all()
+        assert pd.isna(frame.bitrate.iloc[0])  # no delta on the first sample
+        assert not sampler.errors
+
+        ax = plot.stats(sampler, metric="rtt").axes[0]
+        assert [line.get_label() for line in ax.get_lines()] == ["b transport"]
+        assert ax.get_ylabel() == "rtt (ms)"
+        with pytest.raises(ValueError, match="unknown metric"):
+            plot.stats(sampler, metric="nope")
+    finally:
+        await leave_all([a, b])
+
+
+async def test_stats_sampler_stops_on_room_leave():
     a, b = await room(2, ids=["a", "b"], channels=["chat"])
     sampler = a.stats(interval=0.1)
-    assert isinstance(sampler, StatsSampler)
-    n = 3
-    await sampler.wait_samples(n, timeout=10)
-    while pd.isna(sampler.latest().rtt.iloc[0]):  # SCTP RTT: the first timed acknowledgement
-        n += 1
-        await sampler.wait_samples(n, timeout=10)
-    before = sampler.latest().iloc[0]
-    a.send("x" * 5000, label="chat")
-    await b.wait_for("channel:message", timeout=5)
-    await sampler.wait_samples(sampler.samples + 2, timeout=10)
-
-    frame = sampler.to_frame()
-    assert set(frame.kind) == {"transport"} and set(frame.remote) == {"b"}  # no RTP at all
-    assert len(frame) == sampler.samples  # one row per round: one remote, one kind
-    assert str(frame.bytes_sent.dtype) == "Int64" and str(frame.rtt.dtype) == "Float64"
-    last = sampler.latest()
-    assert len(last) == 1
-    row = last.iloc[0]
-    assert row.state == "connected"
-    assert row.bytes_sent >= before.bytes_sent + 5000 and row.packets_sent > before.packets_sent
-    assert row.bytes_received > 0 and row.packets_received > 0
-    assert 0 < row.rtt < 1000
-    assert row.local_candidate == "host" and row.remote_candidate == "host"
-    assert row.local_address.rsplit(":", 1)[1].isdigit() and row.protocol == "udp"
-    assert frame.bitrate_sent.notna().any() and (frame.bitrate_sent.dropna() >= 0).all()
-    assert pd.isna(frame.bitrate.iloc[0])  # no delta on the first sample
-    assert not sampler.errors
-
-    ax = plot.stats(sampler, metric="rtt").axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == ["b transport"]
-    assert ax.get_ylabel() == "rtt (ms)"
-    with pytest.raises(ValueError, match="unknown metric"):
-        plot.stats(sampler, metric="nope")
-
+    await sampler.wait_samples(1, timeout=10)
     await a.leave()  # the sampler stops with the peer's room:leave
     await asyncio.gather(sampler.task, return_exceptions=True)
     assert sampler.task.done() and not sampler.running

@@ -25,7 +25,7 @@ from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
 from peerix_nb import media
 from peerix_nb.errors import PeerixError
-from tests.util import poll_until
+from testbed.rooms import poll_until
 
 # ---------------------------------------------------------------------------------------------
 # helpers
@@ -142,9 +142,14 @@ def stamps(arrays: list[tuple[float, np.ndarray]]) -> list[tuple[float, media.St
 # MediaStream
 
 
-async def test_media_stream_semantics() -> None:
+def camera_stream() -> tuple[media.MediaStream, media.SyntheticVideoTrack, media.ToneTrack]:
+    """A stream "cam" of a synthetic video track and a tone, and the two tracks."""
     video, audio = media.SyntheticVideoTrack(160, 120), media.ToneTrack()
-    stream = media.MediaStream([video, audio], id="cam")
+    return media.MediaStream([video, audio], id="cam"), video, audio
+
+
+async def test_media_stream_lists_its_tracks_by_kind_and_id() -> None:
+    stream, video, audio = camera_stream()
     assert stream.id == "cam"
     assert stream.tracks == [video, audio]
     stream.tracks.clear()  # a copy: the stream is unchanged
@@ -152,7 +157,11 @@ async def test_media_stream_semantics() -> None:
     assert stream.video_tracks == [video] and stream.audio_tracks == [audio]
     assert stream.get_tracks("video") == [video] and stream.get_tracks() == [video, audio]
     assert stream.get_track_by_id(audio.id) is audio and stream.get_track_by_id("x") is None
+    stream.stop()
 
+
+async def test_media_stream_holds_a_track_once_in_insertion_order() -> None:
+    stream, video, audio = camera_stream()
     stream.add_track(video)  # no duplicates
     assert stream.tracks == [video, audio]
     stream.remove_track(video)
@@ -160,13 +169,19 @@ async def test_media_stream_semantics() -> None:
     stream.remove_track(video)  # absent: nothing happens
     stream.add_track(video)
     assert stream.tracks == [audio, video]  # insertion order
+    stream.stop()
 
+
+async def test_media_stream_is_active_while_a_track_is_live() -> None:
+    stream, _video, audio = camera_stream()
     assert stream.active and "cam" in repr(stream) and "video:live" in repr(stream)
     audio.stop()
     assert stream.active  # one track is still live
     stream.stop()
     assert not stream.active and "video:ended" in repr(stream)
 
+
+async def test_media_stream_defaults_to_a_uuid4_id_and_no_tracks() -> None:
     other = media.MediaStream()
     assert len(other.id) == 36 and other.id != media.MediaStream().id  # uuid4
     assert other.tracks == [] and not other.active

@@ -11,7 +11,8 @@ import weakref
 import pytest
 
 from peerix_nb import MemoryDriver, Peer, PeerixError, media
-from tests.util import Recorder, channels_open, leave_all, room, wait_until
+from testbed.rooms import channels_open, leave_all, room, wait_until
+from tests.util import Recorder
 
 SMALL = {"width": 160, "height": 120, "fps": 15}
 
@@ -229,7 +230,7 @@ async def test_readers_of_a_removed_remote_track_end_and_the_receiver_keeps_drai
         async for _ in reader:
             pass  # ends once the track is removed
     remote = b.connections[a.id]
-    taps = list(remote._taps.values())
+    taps = list(remote._media.taps.values())
     assert taps and not any(tap.ended for tap in taps)
     # the same transceiver carries the next stream: a new track, frames flowing again
     again = asyncio.get_running_loop().create_future()
@@ -237,7 +238,7 @@ async def test_readers_of_a_removed_remote_track_end_and_the_receiver_keeps_drai
     await a.publish(media.synthetic(audio=False, **SMALL), label="cam2")
     second = await asyncio.wait_for(again, 10)
     assert second.track is not first.track and second.label == "cam2"
-    assert list(remote._taps.values()) == taps
+    assert list(remote._media.taps.values()) == taps
     async for image in media.frames(second.track):
         assert image.shape == (120, 160, 3)
         break

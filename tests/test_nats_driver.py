@@ -14,7 +14,7 @@ from peerix_nb import nats_server as launcher
 from peerix_nb.drivers.nats import NatsDriver
 from peerix_nb.errors import PeerixError
 from peerix_nb.signaling import hash_part
-from tests.util import poll_until
+from testbed.rooms import poll_until
 
 FAST = {"reconnect_time_wait": 0.1}  # seconds between reconnect attempts to one server
 

@@ -20,8 +20,9 @@ from peerix_nb import Peer, PeerixError
 from peerix_nb import nats_server as launcher
 from peerix_nb.drivers.nats import NatsDriver
 from peerix_nb.signaling import ANSWER, SignalingCodec, hash_part
-from tests.peer_procs import PeerProc, PeerProcs, connected_pairwise
-from tests.util import Recorder, channels_open, fully_connected, wait_until
+from testbed.peer_procs import PeerProc, PeerProcs, connected_pairwise
+from testbed.rooms import channels_open, fully_connected, wait_until
+from tests.util import Recorder
 
 FAST = {"reconnect_time_wait": 0.1}
 

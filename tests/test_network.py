@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from peerix_nb import MemoryDriver, NetworkConditions, Peer, media, network
-from tests.util import channels_open, leave_all, poll_until, room, wait_until
+from testbed.rooms import channels_open, leave_all, poll_until, room, wait_until
 
 # -- a fake clock and socket for the shaper -----------------------------------------------------
 

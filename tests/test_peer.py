@@ -11,7 +11,8 @@ import pytest
 
 from peerix_nb import Driver, MemoryDriver, Peer, PeerixError
 from peerix_nb import peer as peer_module
-from tests.util import Recorder, channels_open, fully_connected, leave_all, room, wait_until
+from testbed.rooms import channels_open, fully_connected, leave_all, room, wait_until
+from tests.util import Recorder
 
 
 async def test_scenario_1_two_peers_join_and_leave():

@@ -25,7 +25,7 @@ import pytest
 
 from peerix_nb import Event, media
 from peerix_nb.widgets import VideoView
-from tests.util import leave_all, poll_until, room, wait_until
+from testbed.rooms import leave_all, poll_until, room, wait_until
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 SMALL = {"width": 160, "height": 120, "fps": 15}

@@ -37,9 +37,10 @@ from peerix_nb import Driver, MemoryDriver, Peer, PeerInfo
 from peerix_nb import nats_server as launcher
 from peerix_nb.drivers.nats import NatsDriver
 from peerix_nb.signaling import ANSWER, CANDIDATE, JOIN, LEAVE, OFFER, SignalingCodec
-from tests.faulty_room import CHANNEL, Timeline, pair_open, run_room
-from tests.turn_server import TurnServer, find_turnserver
-from tests.util import Recorder, channels_open, fully_connected, leave_all, room, wait_until
+from testbed.faulty_room import CHANNEL, Timeline, pair_open, run_room
+from testbed.rooms import channels_open, fully_connected, leave_all, room, wait_until
+from testbed.turn_server import TurnServer, find_turnserver
+from tests.util import Recorder
 
 FAST_NATS = {"reconnect_time_wait": 0.1}  # nats-py waits 2 s between reconnects by default
 
@@ -253,7 +254,9 @@ async def test_candidates_held_for_refused_senders_are_let_go() -> None:
         await wait_until([b], lambda: sum(e.name == "signal:reject" for e in rec_b.events) >= 2)
         held = [e for e in rec_b.events if e.name == "signal:hold"]
         assert held, "the setup did not make any candidate arrive before its offer"
-        assert b._early_candidates == {}, f"still held for {sorted(b._early_candidates)}"
+        assert b._remotes.admission.early == {}, (
+            f"still held for {sorted(b._remotes.admission.early)}"
+        )
     finally:
         await leave_all([*outsiders, b])
 

@@ -1,8 +1,9 @@
 """Soak and glare storm (issue 9), reduced for CI: a long-lived process must not leak, and
 every operation must complete when both sides of several pairs act at random moments.
 
-The code is bench/soak.py's (`python -m bench.soak` runs the full size: 500 join/leave and 200
-publish/unpublish cycles, a 60 s storm; docs/RELIABILITY.md §6 has the figures). Here:
+The code is bench/soak.py's and bench/glare_storm.py's (`python -m bench.soak` and
+`python -m bench.glare_storm` run the full size: 500 join/leave and 200 publish/unpublish
+cycles, a 60 s storm; docs/RELIABILITY.md §6 has the figures). Here:
 
 - 40 join/leave cycles of a 3-peer room, with the same three Peers and with new ones each
   cycle; 50 publish/unpublish cycles between two connected peers, with one stream published
@@ -24,15 +25,10 @@ import threading
 
 import pytest
 
-from bench.soak import (
-    SoakResult,
-    StormResult,
-    glare_storm,
-    join_leave_soak,
-    publish_soak,
-)
+from bench.glare_storm import StormResult, glare_storm
+from bench.soak import SoakResult, join_leave_soak, publish_soak
 from peerix_nb import media
-from tests.util import leave_all, room, wait_until
+from testbed.rooms import leave_all, room, wait_until
 
 JOIN_LEAVE = 40
 PUBLISH = 50

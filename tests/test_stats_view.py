@@ -12,7 +12,7 @@ import pytest
 from peerix_nb import MemoryDriver, NetworkConditions, Peer
 from peerix_nb.widgets import StatsView
 from peerix_nb.widgets.stats_view import DEFAULT_METRICS, METRICS
-from tests.util import leave_all, poll_until, room
+from testbed.rooms import leave_all, poll_until, room
 from tests.widget_comm import page, recording_comm  # noqa: F401 (autouse fixture)
 
 

@@ -23,7 +23,7 @@ from peerix_nb.media import frames as media_frames
 from peerix_nb.media import from_frames, synthetic
 from peerix_nb.widgets import ChatBox, EventsView, RoomWidget, VideoView
 from peerix_nb.widgets.video import JpegEncoder
-from tests.util import leave_all, poll_until, room, wait_until
+from testbed.rooms import leave_all, poll_until, room, wait_until
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tests.browser.conftest import Lab
+from testbed.lab import Lab
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
 

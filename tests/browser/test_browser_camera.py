@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.browser.conftest import Lab
+from testbed.lab import Lab
 from tests.browser.lab_notebooks import cell_with, open_notebook, output_of, run_all_but_last
 
 pytestmark = pytest.mark.browser

@@ -1,5 +1,11 @@
 """Fixtures of the scenario table: a nats-server with a WebSocket listener, a static web server
-for the plain test page, headless Chromium with fake devices, and `pair` to make two sides."""
+for the plain test page, headless Chromium with fake devices, and `pair` to make two sides:
+"kernel" (a Peer on NATS), "browser" (the page on NATS WebSocket) or "browser_relay" (the page
+signalling through a BrowserPeer's kernel relay onto a kernel NatsDriver).
+
+The tests of a module share one asyncio loop (`LOOP`), so that one Chromium serves them all
+(launching Playwright and Chromium for each test cost about a second a test); each side still
+gets a fresh browser context, nats-server and room prefix."""
 
 from __future__ import annotations
 
@@ -14,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import pytest_asyncio
 
-from tests.interop.sides import BrowserSide, KernelSide, Side
+from peerix_nb import nats_server as launcher
+from tests.interop.sides import BrowserSide, KernelRelay, KernelSide, Side
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER_JS = ROOT / "peerix_nb" / "browser"
@@ -32,6 +40,8 @@ CHROMIUM_ARGS = [
     "--use-fake-device-for-media-stream",
     "--autoplay-policy=no-user-gesture-required",
 ]
+#: The loop scope of the scenario tests and their async fixtures (test_scenarios.py's marker).
+LOOP = "module"
 INDEX = b'<!doctype html><meta charset="utf-8"><title>peerix page</title>' + (
     b'<script type="module" src="/page.js"></script>'
 )
@@ -87,18 +97,54 @@ def _require_browser() -> None:
     pytest.skip(reason)
 
 
+@pytest_asyncio.fixture(scope=LOOP, loop_scope=LOOP)
+async def chromium() -> AsyncIterator[Callable[[], Any]]:
+    """`await chromium()` -> the module's headless Chromium, launched on first use (a module
+    of kernel-only tests launches none)."""
+    state: dict[str, Any] = {}
+
+    async def get() -> Any:
+        if "browser" not in state:
+            _require_browser()
+            from playwright.async_api import async_playwright
+
+            state["playwright"] = await async_playwright().start()
+            state["browser"] = await state["playwright"].chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+            )
+        return state["browser"]
+
+    try:
+        yield get
+    finally:
+        if "browser" in state:
+            await state["browser"].close()
+        if "playwright" in state:
+            await state["playwright"].stop()
+
+
+@pytest_asyncio.fixture(loop_scope=LOOP)
+async def nats_server() -> AsyncIterator[launcher.NatsServer]:
+    """tests/conftest.py's nats-server (WebSocket listener, free ports), on this module's loop."""
+    try:
+        binary = launcher.find_binary()
+    except FileNotFoundError as error:
+        pytest.skip(f"nats-server binary missing: {error}")
+    async with launcher.start(websocket_port=0, binary=binary) as server:
+        yield server
+
+
 PairFactory = Callable[..., Any]
 
 
-@pytest.fixture
-async def pair(nats_server: Any, page_url: str) -> AsyncIterator[PairFactory]:
-    """`await pair("kernel", "browser", ...)` -> (a, b): side `a` is impolite, `b` polite
-    (PROTOCOL.md: polite = the larger id), on one fresh room prefix."""
+@pytest_asyncio.fixture(loop_scope=LOOP)
+async def pair(nats_server: Any, page_url: str, chromium: Any) -> AsyncIterator[PairFactory]:
+    """`await pair("kernel", "browser_relay", ...)` -> (a, b): side `a` is impolite, `b` polite
+    (PROTOCOL.md: polite = the larger id), on one fresh room prefix of one nats-server."""
     made: list[Side] = []
     prefix = "t" + secrets.token_hex(4)
     tag = secrets.token_hex(3)
-    browser: Any = None
-    playwright: Any = None
+    contexts: list[Any] = []
 
     async def make(
         impl_a: str,
@@ -106,30 +152,27 @@ async def pair(nats_server: Any, page_url: str) -> AsyncIterator[PairFactory]:
         connection_timeout: float = 15,
         drop_offers: tuple[int, int] = (0, 0),
     ) -> tuple[Side, Side]:
-        nonlocal browser, playwright
         sides: list[Side] = []
         for name, impl, drop in (("a", impl_a, drop_offers[0]), ("b", impl_b, drop_offers[1])):
             id = f"{name}-{impl}-{tag}"
             if impl == "kernel":
                 side: Side = KernelSide(id, nats_server.url, prefix, connection_timeout, drop)
-            else:
-                if browser is None:
-                    _require_browser()
-                    from playwright.async_api import async_playwright
-
-                    playwright = await async_playwright().start()
-                    browser = await playwright.chromium.launch(
-                        executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
-                    )
-                context = await browser.new_context()
+            elif impl in ("browser", "browser_relay"):
+                context = await (await chromium()).new_context()
+                contexts.append(context)
                 page = await context.new_page()
                 page.on("console", functools.partial(_console, id))
                 await page.goto(page_url)
+                relay = None
+                if impl == "browser_relay":
+                    relay = KernelRelay(id, nats_server.url, prefix, connection_timeout, drop)
                 side = BrowserSide(
-                    id, page, nats_server.websocket_url, prefix, connection_timeout, drop
+                    id, page, nats_server.websocket_url, prefix, connection_timeout, drop, relay
                 )
+            else:
+                raise ValueError(f"unknown implementation {impl!r}")
+            made.append(side)  # closed after the test, even if it fails to start
             await side.start()
-            made.append(side)
             sides.append(side)
         return sides[0], sides[1]
 
@@ -146,10 +189,9 @@ async def pair(nats_server: Any, page_url: str) -> AsyncIterator[PairFactory]:
         for side in made:
             with contextlib.suppress(Exception):
                 await side.close()
-        if browser is not None:
-            await browser.close()
-        if playwright is not None:
-            await playwright.stop()
+        for context in contexts:
+            with contextlib.suppress(Exception):
+                await context.close()
 
 
 _CONSOLE: dict[str, list[str]] = {}

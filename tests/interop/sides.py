@@ -2,23 +2,31 @@
 
 `KernelSide` is a peerix_nb `Peer` in this process; `BrowserSide` is a plain web page in
 headless Chromium running the browser peer (peerix_nb/browser/peer.js) on Chromium's own
-RTCPeerConnection, its fake camera and microphone (tests/interop/page.js). Both signal through
-the same nats-server: the kernel over NATS, the page over its WebSocket listener. A scenario
-is written once against this interface and runs for every pair of implementations.
+RTCPeerConnection, its fake camera and microphone (tests/interop/page.js). All signal through
+the same nats-server: the kernel over NATS; the page ("browser") over its WebSocket listener,
+or ("browser_relay") through the kernel relay of a `BrowserPeer` widget, as in a notebook:
+`KernelRelay` bridges a real `peerix_nb.browser.BrowserPeer` in this process to the shipped
+widget front end in the page, and that BrowserPeer performs the page's driver calls on its
+own NatsDriver. A scenario is written once against this interface and runs for every pair.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import comm
 import numpy as np
+from comm.base_comm import BaseComm
 
 from peerix_nb import NatsDriver, Peer
+from peerix_nb.browser import BrowserPeer
 from peerix_nb.errors import PeerixError
 from peerix_nb.media import frames, synthetic
 from peerix_nb.signaling import OFFER, SignalingCodec
@@ -157,10 +165,121 @@ class KernelSide:
         await self.peer.driver.close()
 
 
-class BrowserSide:
-    """A plain web page in headless Chromium running the browser Peerix peer."""
+class _BridgeComm(BaseComm):
+    """A widget comm whose custom messages go to `outbox` (bound for the page) instead of a
+    Jupyter kernel's IOPub; the rest (open, state syncs, close) has no reader here."""
 
-    impl = "browser"
+    def __init__(self, outbox: Callable[[Any, list[bytes]], None], **kwargs: Any) -> None:
+        self._outbox = outbox
+        super().__init__(**kwargs)
+
+    def publish_msg(
+        self,
+        msg_type: str,
+        data: Any = None,
+        metadata: Any = None,
+        buffers: Any = None,
+        **keys: Any,
+    ) -> None:
+        if msg_type == "comm_msg" and isinstance(data, dict) and data.get("method") == "custom":
+            self._outbox(data["content"], [bytes(b) for b in buffers or []])
+
+
+class KernelRelay:
+    """The kernel half of a relayed page: a real `peerix_nb.browser.BrowserPeer` in this process
+    on its own (lossy) NatsDriver, whose widget comm is bridged to the page by Playwright.
+
+    Kernel -> page: what the widget sends (`send(content, buffers)`) is queued and delivered in
+    order by one task, in batches, through `page.evaluate` (JSON text, buffers as base64) to
+    the stand-in model's "msg:custom" handlers. Page -> kernel: the model's `send` calls the
+    binding `peerixRelaySend`, which hands the message to the comm as ipykernel would
+    (`comm.handle_msg` -> the widget's `_handle_msg`), buffers as memoryviews.
+    """
+
+    def __init__(
+        self, id: str, nats_url: str, prefix: str, connection_timeout: float, drop_offers: int
+    ) -> None:
+        # The kernel's wire to the server loses the first OFFERs: the page and the BrowserPeer
+        # pass them on untouched, as on the page's own lossy NATS wire in the "browser" case.
+        self.driver = LossyNatsDriver(nats_url, prefix=prefix, drop_offers=drop_offers)
+        self._outbox: asyncio.Queue[tuple[str, list[str]]] = asyncio.Queue()
+        self._held: dict[int, tuple[str, list[str]]] = {}
+        self._received = 0
+        self._page: Any = None
+        self._pump: asyncio.Task[None] | None = None
+        self.problems: list[str] = []  # deliveries that failed on a live page
+        self.lost = 0  # messages for a page that had crashed or closed
+        create_comm = comm.create_comm
+        comm.create_comm = lambda **kwargs: _BridgeComm(self._to_page, **kwargs)
+        try:
+            self.widget = BrowserPeer(
+                "room",
+                driver=self.driver,
+                id=id,
+                channels=[],
+                chat_label=None,
+                autojoin=False,  # the harness joins, opens and publishes, as on NATS
+                show_remote=False,  # the harness shows remote streams itself
+                connection_timeout=connection_timeout,
+            )
+        finally:
+            comm.create_comm = create_comm
+
+    def _to_page(self, content: Any, buffers: list[bytes]) -> None:
+        wire = [base64.b64encode(b).decode("ascii") for b in buffers]
+        self._outbox.put_nowait((json.dumps(content), wire))
+
+    async def attach(self, page: Any) -> None:
+        self._page = page
+        await page.expose_binding("peerixRelaySend", self._from_page)
+        self._pump = asyncio.create_task(self._deliver(), name="interop:relay-pump")
+
+    def _from_page(self, source: Any, seq: int, content: str, wire: list[str]) -> None:
+        # Playwright runs binding calls in the order the page made them; the page's sequence
+        # numbers make sure of it (an early one waits here for its turn).
+        self._held[int(seq)] = (content, wire)
+        while self._received + 1 in self._held:
+            self._received += 1
+            text, buffers = self._held.pop(self._received)
+            try:
+                self.widget.comm.handle_msg(
+                    {
+                        "content": {
+                            "comm_id": self.widget.comm.comm_id,
+                            "data": {"method": "custom", "content": json.loads(text)},
+                        },
+                        "buffers": [memoryview(base64.b64decode(b)) for b in buffers],
+                    }
+                )
+            except Exception as error:  # the widget's handler logs its own; this is ours
+                self.problems.append(f"message {self._received} from the page: {error!r}")
+
+    async def _deliver(self) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            try:
+                await self._page.evaluate("(batch) => window.harness.fromKernel(batch)", batch)
+            except Exception as error:
+                if self._page.is_closed() or "crash" in str(error).lower():
+                    self.lost += len(batch)  # as a comm to a page that is gone: nobody reads
+                else:
+                    self.problems.append(f"delivery of {len(batch)} message(s) failed: {error}")
+
+    async def close(self) -> None:
+        self.widget.close()  # unsubscribes the page's subscriptions from the driver
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        await asyncio.sleep(0.05)  # the widget's unsubscribe tasks
+        await self.driver.close()
+
+
+class BrowserSide:
+    """A plain web page in headless Chromium running the browser Peerix peer: on its own NATS
+    WebSocket ("browser"), or relayed by the kernel when given a `KernelRelay`
+    ("browser_relay"; the relay's driver is then the lossy wire)."""
 
     def __init__(
         self,
@@ -170,15 +289,19 @@ class BrowserSide:
         prefix: str,
         connection_timeout: float,
         drop_offers: int,
+        relay: KernelRelay | None = None,
     ) -> None:
         self.id = id
         self.page = page
+        self.relay = relay
+        self.impl = "browser" if relay is None else "browser_relay"
         self._options = {
             "id": id,
+            "driver": "nats" if relay is None else "relay",
             "wsUrl": ws_url,
             "prefix": prefix,
             "connectionTimeout": connection_timeout,
-            "dropOffers": drop_offers,
+            "dropOffers": drop_offers if relay is None else 0,
         }
 
     async def _call(self, method: str, *args: Any) -> Any:
@@ -188,7 +311,11 @@ class BrowserSide:
 
     async def start(self) -> None:
         await self.page.wait_for_function("window.harnessReady === true", timeout=20_000)
-        await self._call("create", self._options)
+        if self.relay is not None:
+            await self.relay.attach(self.page)
+        made = await self._call("create", self._options)
+        expected = "NatsDriver" if self.relay is None else "KernelDriver"
+        assert made == {"id": self.id, "driver": expected}, f"{self.id} made {made}"
 
     async def join(self, room: str) -> None:
         await self._call("join", room)
@@ -252,16 +379,30 @@ class BrowserSide:
         return audio if audio and audio["tracks"] and audio["packets"] > 0 else None
 
     async def errors(self) -> list[str]:
-        return [e["detail"] for e in await self._call("events") if e["name"] == "error"]
+        """The peer's `error` events and, relayed, what went wrong on the relay itself."""
+        faults = [] if self.relay is None else list(self.relay.problems)
+        return faults + [
+            e["detail"]
+            for e in await self._call("events")
+            if e["name"] in ("error", "test:relay-error")
+        ]
 
     async def names(self) -> list[str]:
         return [e["name"] for e in await self._call("events")]
 
     async def history(self) -> list[str]:
-        return [
+        lines = []
+        if self.relay is not None:
+            lines += [f"relay: {p}" for p in self.relay.problems]
+            lines.append(f"relay: {self.relay.lost} message(s) for a gone page")
+        try:
+            events = await self._call("events")
+        except Exception as error:  # a crashed page has nothing more to say
+            return [*lines, f"(no page events: {error})"]
+        return lines + [
             f"{e['t']:.0f} {e['name']} remote={e.get('remote')} label={e.get('label')}"
             f" kind={e.get('kind')} state={e.get('state')} detail={e.get('detail')}"
-            for e in await self._call("events")
+            for e in events
         ]
 
     async def crash(self) -> None:
@@ -280,6 +421,8 @@ class BrowserSide:
             with contextlib.suppress(Exception):  # a crashed page cannot leave
                 await self.leave()
             await self.page.close()
+        if self.relay is not None:
+            await self.relay.close()
 
 
 Side = KernelSide | BrowserSide

@@ -3,7 +3,9 @@
 Each scenario is written once against tests/interop/sides.py and runs for (kernel, kernel),
 (kernel, browser) in both politeness roles, and (browser, browser). Side `a` is the impolite
 one, `b` the polite one. A browser side is a plain page in headless Chromium running
-peerix_nb/browser/peer.js untouched, signalling over the nats-server's WebSocket listener.
+peerix_nb/browser/peer.js untouched, signalling over the nats-server's WebSocket listener
+("browser") or through the kernel relay of a real BrowserPeer widget onto a kernel NatsDriver
+("browser_relay": the shipped widget front end, browser_peer.js, in the page).
 """
 
 from __future__ import annotations
@@ -13,15 +15,20 @@ import time
 
 import pytest
 
-from tests.interop.sides import Side, until
+from tests.interop.conftest import LOOP
+from tests.interop.sides import BrowserSide, Side, until
 
 PAIRS = [
     pytest.param("kernel", "kernel", id="kernel-kernel"),
     pytest.param("kernel", "browser", id="kernel-browser"),  # the browser is polite
     pytest.param("browser", "kernel", id="browser-kernel"),  # the kernel is polite
     pytest.param("browser", "browser", id="browser-browser"),
+    # The same page, signalling through the kernel relay instead of its own WebSocket.
+    pytest.param("kernel", "browser_relay", id="kernel-browser_relay"),
+    pytest.param("browser_relay", "kernel", id="browser_relay-kernel"),
+    pytest.param("browser", "browser_relay", id="browser-browser_relay"),
 ]
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio(loop_scope=LOOP)]
 every_pair = pytest.mark.parametrize(("impl_a", "impl_b"), PAIRS)
 
 
@@ -67,6 +74,9 @@ async def test_join_chat_both_channel_roles_and_leave(pair, impl_a: str, impl_b:
     await connected(a, b)
     await chat_both_ways(a, b, "from-a")
     await chat_both_ways(a, b, "from-b")
+    for side in (a, b):  # one channel:open per channel, whichever side created it
+        opened = [n for n in await side.names() if n == "channel:open"]
+        assert len(opened) == 2, f"{side.id} ({side.impl}): {len(opened)} channel:open for 2"
     await b.leave()  # LEAVE: a closes its connection to b
     await until(lambda: _closed(a, b.id), f"{a.id} closes {b.id} after its LEAVE")
     await no_errors(a, b)
@@ -164,6 +174,7 @@ VICTIMS = [
     pytest.param("kernel", "browser", id="kernel-watches-browser"),
     pytest.param("browser", "kernel", id="kernel-watches-impolite-browser"),
     pytest.param("browser", "browser", id="browser-watches-browser"),
+    pytest.param("kernel", "browser_relay", id="kernel-watches-browser_relay"),
 ]
 
 
@@ -177,7 +188,7 @@ async def test_a_killed_page_is_disconnected_within_5_s(pair, impl_a: str, impl_
     await b.join("room")
     await connected(a, b)
     await chat_both_ways(a, b)
-    victim, watcher = (b, a) if b.impl == "browser" else (a, b)
+    victim, watcher = (b, a) if isinstance(b, BrowserSide) else (a, b)
     started = time.monotonic()
     await victim.crash()
     await until(

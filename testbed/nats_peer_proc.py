@@ -1,6 +1,6 @@
 """One Peer on a NatsDriver in its own process, driven over stdin and reporting on stdout.
 
-Run: `python tests/nats_peer_proc.py --url nats://127.0.0.1:4222 --room R --id ID [--timeout S]
+Run: `python testbed/nats_peer_proc.py --url nats://127.0.0.1:4222 --room R --id ID [--timeout S]
 [--hashing] [--key SECRET] [--no-join]`. Every event of the peer is printed as one JSON line
 (`name`, `remote`, `state`, `label`, `data` when text, `error` {code, message}, `t` =
 time.monotonic(), which is one clock for every process of a Linux machine). Commands are JSON
@@ -14,7 +14,8 @@ lines on stdin:
 
 Each command is acknowledged by a `cmd:done` line (with `result` where there is one) or a
 `cmd:error` line. End of stdin or SIGTERM means exit: leave the room, close the driver, stop.
-Tests (tests/test_nats_rooms.py) and the benchmark (bench/nats_join.py) drive it.
+Tests (tests/test_nats_rooms.py) and the benchmark (bench/nats_join.py) drive it through
+testbed/peer_procs.py.
 """
 
 from __future__ import annotations

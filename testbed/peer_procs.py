@@ -1,8 +1,9 @@
-"""Drive tests/nats_peer_proc.py processes from asyncio: start them, send commands, wait on events.
+"""Drive testbed/nats_peer_proc.py processes from asyncio: start them, send commands, await events.
 
 Every wait has a deadline and fails with the process's recent output, never a bare timeout; a
 process that exits while being waited on fails the wait at once. `PeerProcs` owns the processes
-it starts and kills whatever is still running when it closes (tests and bench/nats_join.py).
+it starts and kills whatever is still running when it closes (tests/test_nats_rooms.py and
+bench/nats_join.py).
 """
 
 from __future__ import annotations

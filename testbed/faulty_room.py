@@ -21,7 +21,7 @@ from typing import Any
 from peerix_nb import Event, MemoryDriver, Peer, PeerixError
 from peerix_nb.drivers.base import MessageHandler
 from peerix_nb.signaling import JOIN, SignalingCodec
-from tests.util import channels_open
+from testbed.rooms import channels_open
 
 #: Label of the data channel every peer of a faulty room opens.
 CHANNEL = "chat"
