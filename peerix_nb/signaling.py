@@ -117,6 +117,12 @@ def to_json(value: Any) -> bytes:
         return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
+#: Appended to every message that cannot be decoded (docs/PROTOCOL.md, "Driver messages").
+SETTINGS_HINT = (
+    "(do all peers of the room use the same signaling_compression and signaling_encryption_key?)"
+)
+
+
 def compress(data: bytes) -> bytes:
     """zlib-wrapped deflate, what `CompressionStream("deflate")` and `zlib.compress` write."""
     return zlib.compress(data)
@@ -276,14 +282,19 @@ class SignalingCodec:
         data = bytes(data)
         if len(data) > MAX_MESSAGE_BYTES:
             raise _fail(f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
-        if self._key is not None:
-            data = decrypt(self._key, data)
-        if self.compression:
-            data = decompress(data)
         try:
-            value = json.loads(data.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as error:
-            raise _fail(f"message is not UTF-8 JSON: {error}", error) from None
+            if self._key is not None:
+                data = decrypt(self._key, data)
+            if self.compression:
+                data = decompress(data)
+            try:
+                value = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError) as error:
+                raise _fail(f"message is not UTF-8 JSON: {error}", error) from None
+        except PeerixError as error:
+            # Nothing in a message says which steps were applied: a peer with other settings
+            # is only ever "undecodable". Say which settings to compare, never stay silent.
+            raise _fail(f"{error.message} {SETTINGS_HINT}", error.cause) from None
         return parse_message(value)
 
     def namespace(self, parts: Sequence[str]) -> list[str]:

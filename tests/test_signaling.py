@@ -174,3 +174,24 @@ def test_bad_settings_are_rejected_up_front():
         SignalingCodec(encryption_key="")
     with pytest.raises(TypeError):
         SignalingCodec(encryption_key=123)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("sender", "receiver"),
+    [
+        (SignalingCodec(compression=True), SignalingCodec(compression=False)),
+        (SignalingCodec(compression=False), SignalingCodec(compression=True)),
+        (SignalingCodec(encryption_key="one"), SignalingCodec(encryption_key="two")),
+        (SignalingCodec(), SignalingCodec(encryption_key="two")),
+        (SignalingCodec(encryption_key="one"), SignalingCodec()),
+    ],
+    ids=["deflated-to-plain", "plain-to-deflate", "wrong-key", "plain-to-key", "key-to-plain"],
+)
+def test_a_peer_with_other_settings_gets_an_error_naming_them(sender, receiver) -> None:
+    # A message does not say which steps were applied: the error must say what to compare,
+    # so a room with mismatched settings is never silently empty (README, plain web pages).
+    with pytest.raises(PeerixError) as caught:
+        receiver.decode(sender.encode([1, "a", {"name": "a"}]))
+    assert caught.value.code == "PEER_SIGNALING_ERROR"
+    assert "signaling_compression" in str(caught.value)
+    assert "signaling_encryption_key" in str(caught.value)

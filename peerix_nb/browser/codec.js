@@ -231,6 +231,11 @@ export function parseMessage(value) {
 }
 
 /** Encodes and decodes driver messages with one peer's settings (all peers must agree). */
+/** Appended to every message that cannot be decoded: a peer with other settings is only ever
+ *  "undecodable" (docs/PROTOCOL.md, "Driver messages"). */
+const SETTINGS_HINT =
+  "(do all peers of the room use the same signaling_compression and signaling_encryption_key?)";
+
 export class SignalingCodec {
   /** @param {{ compression?: boolean, encryptionKey?: string | Uint8Array | null, hashing?: boolean }} [options] */
   constructor({ compression = true, encryptionKey = null, hashing = false } = {}) {
@@ -260,13 +265,19 @@ export class SignalingCodec {
   async decode(raw) {
     let data = toBytes(raw);
     if (data.length > MAX_MESSAGE_BYTES) throw fail(`message of ${data.length} bytes exceeds ${MAX_MESSAGE_BYTES}`);
-    if (this._key) data = await decrypt(await this._key, data);
-    if (this.compression) data = await inflate(data);
     let value;
     try {
-      value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+      if (this._key) data = await decrypt(await this._key, data);
+      if (this.compression) data = await inflate(data);
+      try {
+        value = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(data));
+      } catch (error) {
+        throw fail(`message is not UTF-8 JSON: ${error.message}`, error);
+      }
     } catch (error) {
-      throw fail(`message is not UTF-8 JSON: ${error.message}`, error);
+      // Nothing in a message says which steps were applied (signaling.py SETTINGS_HINT).
+      if (error instanceof PeerixError) throw fail(`${error.message} ${SETTINGS_HINT}`, error.cause);
+      throw error;
     }
     return parseMessage(value);
   }
