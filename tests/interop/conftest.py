@@ -23,23 +23,12 @@ import pytest
 import pytest_asyncio
 
 from peerix_nb import nats_server as launcher
+from testbed.lab import CHROMIUM, CHROMIUM_ARGS
 from tests.interop.sides import BrowserSide, KernelRelay, KernelSide, Side
 
 ROOT = Path(__file__).resolve().parents[2]
 BROWSER_JS = ROOT / "peerix_nb" / "browser"
 HERE = Path(__file__).resolve().parent
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-]
 #: The loop scope of the scenario tests and their async fixtures (test_scenarios.py's marker).
 LOOP = "module"
 INDEX = b'<!doctype html><meta charset="utf-8"><title>peerix page</title>' + (
@@ -140,7 +129,7 @@ PairFactory = Callable[..., Any]
 @pytest_asyncio.fixture(loop_scope=LOOP)
 async def pair(nats_server: Any, page_url: str, chromium: Any) -> AsyncIterator[PairFactory]:
     """`await pair("kernel", "browser_relay", ...)` -> (a, b): side `a` is impolite, `b` polite
-    (PROTOCOL.md: polite = the larger id), on one fresh room prefix of one nats-server."""
+    (docs/PROTOCOL.md: polite = the larger id), on one fresh room prefix of one nats-server."""
     made: list[Side] = []
     prefix = "t" + secrets.token_hex(4)
     tag = secrets.token_hex(3)
