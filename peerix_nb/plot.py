@@ -6,7 +6,9 @@ returned figure renders inline, once):
 
 - `timeline(log)`: a Gantt chart of `timing()`, one row per remote connection attempt;
 - `sequence(*logs)`: a signaling sequence diagram between peers, from their merged logs;
-- `stats(sampler, metric)`: one line per remote (and kind) of a `StatsSampler` metric.
+- `stats(sampler, metric)`: one line per remote (and kind) of a `StatsSampler` metric;
+- `stack(log)`: the protocol stack of one connection, Peerix's own layers beside the standard
+  ones, each annotated with the median time its phase took in `log`.
 
 Layers (each module imports only those before it): logrows <- timing, logfiles <- plot <- log,
 stats. `EventLog.plot_timeline` and `StatsSampler.plot` call this module, so it knows an EventLog
@@ -247,7 +249,10 @@ def sequence(
     received: set[int] = set()
     for sender, receiver, kind, via, size, at in receives:
         queue = queues.get((sender, receiver, kind, via, size), [])
-        earlier = [entry for entry in queue if entry[0] <= at + MATCH_SLACK * 1000]
+        # Sent before it was received; only if there is none, up to MATCH_SLACK later (else a
+        # like message sent soon after, such as an offer made again after a glare, steals it).
+        earlier = [entry for entry in queue if entry[0] <= at]
+        earlier = earlier or [entry for entry in queue if entry[0] <= at + MATCH_SLACK * 1000]
         if not earlier or sender not in position:
             continue
         sent_at, index = earlier[-1]
@@ -407,4 +412,175 @@ def stats(
     return _figure(ax)
 
 
-__all__ = ["sequence", "stats", "timeline"]
+# -- stack ------------------------------------------------------------------------------------
+
+#: Fill colours of `stack`: the WebRTC standards, and Peerix's own layers beside them.
+STANDARD_COLOR = "#d6e4f0"
+PEERIX_COLOR = "#fbe0c3"
+#: The boxes of `stack`: key, (x, y, width, height) on a 12 x 8 canvas, text, Peerix's own.
+_STACK_BOXES: tuple[tuple[str, tuple[float, float, float, float], str, bool], ...] = (
+    # Signaling, which WebRTC leaves to the application.
+    (
+        "sdp",
+        (0.2, 5.9, 3.4, 1.1),
+        "SDP offer / answer (standard text)\nICE ufrag/pwd, candidates,\n"
+        "DTLS fingerprint, m-lines, codecs",
+        False,
+    ),
+    (
+        "messages",
+        (0.2, 4.5, 3.4, 1.1),
+        "Peerix messages\nJOIN · OFFER · ANSWER\nCANDIDATE · LEAVE",
+        True,
+    ),
+    ("driver", (0.2, 3.1, 3.4, 1.1), "driver\nMemoryDriver · NATS · BroadcastChannel", True),
+    # One RTCPeerConnection.
+    ("channels", (5.0, 6.2, 1.5, 0.95), "data channels\n('chat', ...)", False),
+    ("control", (6.6, 6.2, 1.5, 0.95), "control channel\n(id 0: offers,\nanswers, pings)", True),
+    ("tracks", (9.0, 6.2, 2.8, 0.95), "media tracks\nVP8 · H264 · Opus", False),
+    ("sctp", (5.0, 5.05, 3.1, 0.95), "SCTP\n(streams: reliable or not)", False),
+    (
+        "dtls",
+        (5.0, 3.9, 3.1, 0.95),
+        "DTLS\n(certificate checked against\nthe SDP fingerprint)",
+        False,
+    ),
+    (
+        "srtp",
+        (9.0, 3.9, 2.8, 2.1),
+        "SRTP / SRTCP\nencrypted RTP media\nand RTCP feedback\n(not inside DTLS)",
+        False,
+    ),
+    (
+        "ice",
+        (5.0, 2.75, 6.8, 0.95),
+        "ICE\nSTUN connectivity checks on candidate pairs, then consent checks",
+        False,
+    ),
+    (
+        "udp",
+        (5.0, 1.6, 6.8, 0.95),
+        "UDP: one 5-tuple (BUNDLE) carries STUN, DTLS and SRTP alike",
+        False,
+    ),
+)
+#: Dashed arrows of `stack`: from, to, label, where the label goes.
+_STACK_ARROWS: tuple[
+    tuple[tuple[float, float], tuple[float, float], str, tuple[float, float]], ...
+] = (
+    ((8.1, 4.35), (9.0, 4.35), "keys\n(DTLS-SRTP)", (8.55, 4.7)),
+    ((3.6, 6.2), (5.0, 3.25), "ufrag, pwd,\ncandidates", (4.45, 4.0)),
+    ((3.6, 6.6), (5.0, 4.4), "fingerprint", (4.15, 5.75)),
+)
+#: Per box that shows a measurement: (phase of `timing()`, how it reads).
+_STACK_PHASES = {
+    "messages": (("discovery", "JOIN → remote known"), ("signaling", "offer → answer")),
+    "ice": (("gathering", "gathering"), ("ice", "checks")),
+    "dtls": (("dtls", "handshake"),),
+    "sctp": (("sctp", "up to the control channel"),),
+}
+
+
+def stack(source: EventLog | Peer | pd.DataFrame | None = None, ax: Axes | None = None) -> Figure:
+    """The layers of one Peerix connection: signaling beside the standard WebRTC stack.
+
+    Left, signaling, which WebRTC leaves to the application: SDP offers and answers (standard
+    text) inside Peerix's own messages (JOIN, OFFER, ANSWER, CANDIDATE, LEAVE) over a driver.
+    Right, one RTCPeerConnection: data channels (and Peerix's control channel) on SCTP inside
+    DTLS; media as SRTP/SRTCP, whose keys DTLS exports (DTLS-SRTP) but which does not run inside
+    DTLS; all of it on ICE over one bundled UDP flow. Standard layers are blue, Peerix's orange.
+
+    With `source` (an EventLog, a Peer, an event frame or a `timing()` frame) the layers show
+    the median of their phases over the connection attempts in it, in ms.
+    """
+    import pandas as pd
+    from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch
+
+    measured: dict[str, str] = {}
+    attempts = 0
+    if source is not None:
+        if isinstance(source, pd.DataFrame) and "ice" in source.columns:
+            frame = source  # already a timing() frame
+        else:
+            frame = timing(source)
+        attempts = len(frame)
+        for key, phases in _STACK_PHASES.items():
+            medians = [(words, frame[phase].astype("Float64").median()) for phase, words in phases]
+            parts = [f"{words} {float(m):.0f} ms" for words, m in medians if not pd.isna(m)]
+            if parts:
+                measured[key] = "; ".join(parts)
+
+    ax = _axes(ax, 11.0, 6.0)
+    for key, (x, y, width, height), text, peerix in _STACK_BOXES:
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y),
+                width,
+                height,
+                boxstyle="round,pad=0.02,rounding_size=0.12",
+                facecolor=PEERIX_COLOR if peerix else STANDARD_COLOR,
+                edgecolor="0.35",
+                linewidth=1.0,
+                gid=f"layer-{key}",
+            )
+        )
+        if key in measured:
+            text += "\n" + measured[key]
+        ax.text(x + width / 2, y + height / 2, text, ha="center", va="center", fontsize=8)
+    for start, end, text, (label_x, label_y) in _STACK_ARROWS:
+        ax.add_patch(
+            FancyArrowPatch(
+                start,
+                end,
+                arrowstyle="-|>",
+                mutation_scale=10,
+                color="0.3",
+                linestyle="--",
+                linewidth=1.0,
+                gid="stack-arrow",
+            )
+        )
+        ax.text(
+            label_x,
+            label_y,
+            text,
+            fontsize=7,
+            ha="center",
+            va="center",
+            color="0.2",
+            bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0},
+        )
+    for x, text in (
+        (1.9, "signaling\n(before the connection exists)"),
+        (8.4, "one RTCPeerConnection\n(every layer on one bundled UDP flow)"),
+    ):
+        ax.text(x, 7.5, text, ha="center", va="center", fontsize=9, weight="bold")
+    ax.text(
+        1.9,
+        2.9,
+        "once the control channel is open,\nlater offers and answers ride it",
+        ha="center",
+        va="top",
+        fontsize=7.5,
+        style="italic",
+    )
+    ax.legend(
+        handles=[
+            Patch(facecolor=STANDARD_COLOR, edgecolor="0.35", label="WebRTC standard"),
+            Patch(facecolor=PEERIX_COLOR, edgecolor="0.35", label="Peerix's own"),
+        ],
+        loc="lower left",
+        fontsize="small",
+        frameon=False,
+    )
+    title = "One connection, layer by layer"
+    if measured:
+        title += f" (median of {attempts} attempt{'s' if attempts != 1 else ''})"
+    ax.set_title(title)
+    ax.set_xlim(0, 12)
+    ax.set_ylim(0.9, 8.1)
+    ax.set_axis_off()
+    return _figure(ax)
+
+
+__all__ = ["sequence", "stack", "stats", "timeline"]

@@ -83,6 +83,7 @@ def test_every_notebook_is_listed() -> None:
         "04-where-the-time-goes.ipynb",
         "05-browser-camera.ipynb",
         "06-bad-networks.ipynb",
+        "07-inside-one-connection.ipynb",
     ]
 
 
@@ -108,10 +109,16 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert "ada: connection:connected" in output
         assert "ada got 'hi ada, bob here' from bob on 'chat'" in output
         assert "signal:send" in output  # the event DataFrame
+        assert "loopback addresses among them: none" in output  # aioice skips 127.0.0.1, ::1
+        assert "its local side is one of ada's candidates: True" in output  # the selected pair
+        assert images(notebook) == 1  # the protocol stack
+        assert "bob is polite: True" in output  # exercise 2: a channel costs no offer
     elif name == "02-media.ipynb":
         assert "bob: stream:add 'camera' from ada" in output
         assert "bob: stream:remove 'camera' from ada" in output
         assert images(notebook) == 1  # brightness over time
+        assert output.count("as in the first m-line: True") == 3  # one bundled flow
+        assert "republished: [('m=application', '-'), ('m=video', 'sendonly')" in output
     elif name == "03-across-notebooks.ipynb":
         assert "terminal says 'terminal got: hello from the notebook'" in output
         assert "terminal: left" in output  # the second process left on "bye"
@@ -119,6 +126,8 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert "30 attempts" in output  # six peers
         assert "connected after" in output  # the lossy driver
         assert images(notebook) == 6  # timelines, sequences, mesh growth, stats
+        assert "handlers ran on 1 thread(s); the event loop's: True" in output
+        assert "CPU ratio 8 vs 4 peers" in output  # exercise 2
     elif name == "05-browser-camera.ipynb":
         skipped = [c for c in notebook.cells if SKIP_TAG in c.metadata.get("tags", [])]
         assert len(skipped) == 2 and all(not c.get("outputs") for c in skipped)
@@ -129,6 +138,19 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert "queue drops:" in output and images(notebook) == 1  # the stepping cap
         assert "300 of 300" in output  # the reliable channel under loss
         assert "delay 50 ms, loss 10 %" in output  # setup on a bad path
+    elif name == "07-inside-one-connection.ipynb":
+        assert "InvalidStateError" in output  # an answer set in 'stable'
+        assert "as in the data-only offer: True" in output  # renegotiation keeps ICE and DTLS
+        # Both publish at once: the collision is certain (see the notebook), so is its cure.
+        assert "bob rolled back its own offer to answer ada's" in output
+        assert "ada ignored bob's offer and kept its own" in output
+        assert images(notebook) == 1  # the glare on the sequence diagram
+        assert "callee: failed" in output and "fingerprint mismatch" in output
+        assert "bob got: my PIN is 4711 - mallory read: ['my PIN is 4711']" in output
+        assert "key unset: bob connection:failed" in output
+        assert "key set: bob connection:connected" in output
+        assert "offers made by the republish: 0" in output
+        assert "cannot decrypt message" in output
     assert seconds < NOTEBOOK_TIMEOUT
 
 
