@@ -30,6 +30,13 @@ import { followModel } from "./model.js";
  * @typedef {{ key?: string, title: string, stream: MediaStream, local: boolean, remote: string,
  *   label: string }} Tile
  */
+/**
+ * A tile's element: its <video>, its "enable sound" button, whether the browser refused its
+ * sound (autoplay policy) so that it plays muted until a click, and whether another view of
+ * this widget in the page plays the sound (one view does, or it would play twice).
+ * @typedef {HTMLDivElement & { video: HTMLVideoElement, sound: HTMLButtonElement, local: boolean,
+ *   blocked: boolean, elsewhere: boolean }} TileNode
+ */
 /** @typedef {{ name: string, text: string, self: boolean }} ChatEntry */
 /**
  * A driver call performed by the kernel.
@@ -224,6 +231,9 @@ function createWidget() {
     if (event.name === "stream:add" && config.show_remote) {
       const name = displayName(remote.metadata, remote.id.slice(0, 8));
       setTile(`${remote.id}|${event.label}`, { title: `${name} · ${event.label}`, stream: event.stream, remote: remote.id, label: event.label, local: false });
+    } else if ((event.name === "track:add" || event.name === "track:remove") && remote) {
+      // An audio track may join a tile's stream after the tile was made (one event per m-line).
+      for (const view of views) view.refreshSound();
     } else if (event.name === "stream:remove") {
       setTile(`${remote.id}|${event.label}`, null);
     } else if (event.name === "connection:closed" && remote) {
@@ -236,7 +246,7 @@ function createWidget() {
   }
 
   // -- commands from the kernel ------------------------------------------------------------
-  /** @param {{ constraints?: MediaStreamConstraints | null, label?: string }} [args] */
+  /** getUserMedia (camera, microphone or both, as `constraints` say) and publish it. @param {{ constraints?: MediaStreamConstraints | null, label?: string }} [args] */
   async function publishCamera({ constraints = null, label = "camera" } = {}) {
     await prepareCamera({ constraints, label });
     await peer.publish(localStream, label);
@@ -252,7 +262,8 @@ function createWidget() {
       try {
         localStream = await navigator.mediaDevices.getUserMedia(constraints || { video: true, audio: false });
       } catch (error) {
-        throw new PeerixError("PEER_MEDIASTREAM_ERROR", `camera: ${error.name}: ${error.message}`, error);
+        const what = constraints && constraints.audio ? (constraints.video ? "camera and microphone" : "microphone") : "camera";
+        throw new PeerixError("PEER_MEDIASTREAM_ERROR", `${what}: ${error.name}: ${error.message}`, error);
       }
       setTile("local|" + label, { title: `you · ${label}`, stream: localStream, local: true, label, remote: "" });
     }
@@ -272,6 +283,9 @@ function createWidget() {
       current_time: video.currentTime,
       ready_state: video.readyState,
       paused: video.paused,
+      muted: video.muted,
+      sound: video.dataset.sound, // "on"; "blocked" (waits for a click); "off" (own preview); "elsewhere" (another view plays it)
+      audio_tracks: video.srcObject instanceof MediaStream ? video.srcObject.getAudioTracks().length : 0,
     }));
   }
 
@@ -354,7 +368,7 @@ function createWidget() {
     refreshStatus();
     for (const label of cfg.channels) peer.open(label);
     try {
-      if (cfg.camera) await publishCamera({ constraints: cfg.camera === true ? null : cfg.camera, label: cfg.camera_label });
+      if (cfg.camera) await publishCamera({ constraints: cfg.camera, label: cfg.camera_label });
     } catch (error) {
       onPeerEvent({ name: "error", error, detail: error.message });
     }
@@ -406,8 +420,42 @@ function createWidget() {
     chatBox.append(history, input);
     root.append(head, grid, chatBox);
     container.appendChild(root);
-    /** @type {Map<string, HTMLDivElement & { video: HTMLVideoElement }>} tile key -> element */
+    /** @type {Map<string, TileNode>} tile key -> element */
     const rendered = new Map();
+
+    /** The "enable sound" button shows where the browser refused sound and there is some. @param {TileNode} node */
+    function showSound(node) {
+      const stream = node.video.srcObject;
+      const audible = stream instanceof MediaStream && stream.getAudioTracks().length > 0;
+      node.sound.hidden = !(node.blocked && audible && !node.elsewhere);
+      node.video.dataset.sound = node.local ? "off" : node.elsewhere ? "elsewhere"
+        : node.blocked ? "blocked" : "on";
+    }
+
+    /**
+     * Play a remote tile with its sound. Browsers refuse sound until the user has interacted
+     * with the page (autoplay policy): then it plays muted and offers the button, whose click
+     * is that interaction.
+     * @param {TileNode} node
+     */
+    function playWithSound(node) {
+      const video = node.video;
+      node.elsewhere = false;
+      video.muted = false;
+      video.play().then(
+        () => {
+          node.blocked = false;
+          showSound(node);
+        },
+        (error) => {
+          if (!error || error.name !== "NotAllowedError" || !node.isConnected) return;
+          node.blocked = true;
+          video.muted = true; // muted media may always play: keep the picture moving
+          showSound(node);
+          video.play().catch(() => {});
+        },
+      );
+    }
 
     input.addEventListener("keydown", (event) => {
       event.stopPropagation(); // keep JupyterLab's notebook shortcuts out of the text box
@@ -432,23 +480,43 @@ function createWidget() {
         }
         for (const [key, tile] of tiles) {
           if (rendered.has(key)) continue;
-          const node = /** @type {HTMLDivElement & { video: HTMLVideoElement }} */ (
-            el("div", `peerix-bp-tile${tile.local ? " is-local" : ""}`));
+          const node = /** @type {TileNode} */ (el("div", `peerix-bp-tile${tile.local ? " is-local" : ""}`));
           const video = el("video", "peerix-bp-video");
           video.autoplay = true;
-          video.muted = true; // autoplay without a click; audio is not the point of a tile
+          video.muted = true; // until playWithSound; the own preview stays muted (no echo)
           video.playsInline = true;
           video.dataset.remote = tile.remote || "";
           video.dataset.label = tile.label || "";
           video.dataset.local = tile.local ? "1" : "0";
           video.srcObject = tile.stream;
-          video.play().catch(() => {});
-          node.video = video;
-          node.append(video, el("div", "peerix-bp-tile-title", tile.title));
+          const sound = el("button", "peerix-bp-sound", "Click to enable sound");
+          sound.type = "button";
+          sound.title = "The browser plays sound only after a click in the page";
+          sound.addEventListener("click", () => {
+            for (const each of views) each.enableSound();
+          });
+          const elsewhere = !tile.local && [...views][0] !== view; // the first view plays sound
+          Object.assign(node, { video, sound, local: tile.local, blocked: false, elsewhere });
+          node.append(video, el("div", "peerix-bp-tile-title", tile.title), sound);
+          showSound(node);
           grid.appendChild(node);
           rendered.set(key, node);
+          if (tile.local || elsewhere) video.play().catch(() => {});
+          else playWithSound(node);
         }
         grid.hidden = tiles.size === 0;
+      },
+      /** Tracks came or went: show or hide the sound buttons. */
+      refreshSound() {
+        for (const node of rendered.values()) showSound(node);
+      },
+      /** A click (the user's interaction): every blocked tile tries its sound again. */
+      enableSound() {
+        for (const node of rendered.values()) if (node.blocked && !node.elsewhere) playWithSound(node);
+      },
+      /** This view became the first: it plays the sound now. */
+      takeSound() {
+        for (const node of rendered.values()) if (node.elsewhere) playWithSound(node);
       },
       renderChat() {
         history.replaceChildren(...chat.map((m) => {
@@ -461,9 +529,8 @@ function createWidget() {
       },
     };
     view.showStatus();
-    view.renderTiles();
     view.renderChat();
-    return view;
+    return view; // render() shows its tiles once it is among the views
   }
 
   return {
@@ -481,9 +548,12 @@ function createWidget() {
     render(ctx) {
       const view = makeView(ctx.el);
       views.add(view);
+      view.renderTiles();
       send({ type: "rendered", views: views.size });
       return () => {
+        const first = [...views][0] === view;
         views.delete(view);
+        if (first && views.size) [...views][0].takeSound(); // the sound moves to the next view
         send({ type: "views", views: views.size });
       };
     },

@@ -124,13 +124,69 @@ def _page_ice_servers(ice_servers: Any, ice_transport_policy: str) -> list[dict[
     return servers
 
 
+def _device(value: Any, name: str) -> bool | dict[str, Any]:
+    """`camera=`/`microphone=` (and `video=`/`audio=`): True, False or a dict of constraints."""
+    if isinstance(value, bool) or (
+        isinstance(value, dict) and all(isinstance(key, str) for key in value)
+    ):
+        return value
+    raise TypeError(
+        f"{name} must be True, False or getUserMedia constraints (a dict), got {value!r}"
+    )
+
+
+def capture_constraints(camera: Any, microphone: Any) -> dict[str, Any] | None:
+    """The page's getUserMedia constraints for a camera and a microphone; None: nothing.
+
+    Each is True, False or the track's constraints (`{"width": 320}`, `{"echoCancellation":
+    False}`). A `camera` dict with a "video" or "audio" key is whole getUserMedia constraints,
+    as `camera=` has always taken them; the microphone may then be given in it or as
+    `microphone`, not both."""
+    camera = _device(camera, "camera")
+    microphone = _device(microphone, "microphone")
+    if isinstance(camera, dict) and {"video", "audio"} & camera.keys():
+        constraints = {"video": False, "audio": False, **camera}
+        if microphone is not False:
+            if camera.get("audio"):
+                raise ValueError(
+                    "the microphone is given twice: in camera={'audio': ...} and as microphone="
+                )
+            constraints["audio"] = microphone
+    else:
+        constraints = {"video": camera, "audio": microphone}
+    if not constraints["video"] and not constraints["audio"]:
+        return None
+    return constraints
+
+
+def _command_constraints(
+    constraints: Any, video: Any, audio: Any, label: Any = "camera"
+) -> dict[str, Any]:
+    """publish_camera's getUserMedia constraints, checked before anything goes to the page."""
+    ChannelOptions.make(label)  # the label rules of data channels and streams alike
+    if constraints is not None:
+        if not isinstance(constraints, dict):
+            raise TypeError(f"constraints must be a dict (getUserMedia's), got {constraints!r}")
+        if video is not True or audio is not False:
+            raise ValueError("give either constraints or video=/audio=, not both")
+        return constraints
+    capture = capture_constraints(_device(video, "video"), _device(audio, "audio"))
+    if capture is None:
+        raise ValueError("nothing to capture: video=False and audio=False")
+    return capture
+
+
 class BrowserPeer(Observable, anywidget.AnyWidget):
     """A Peerix peer in the notebook page: camera in, native `<video>` out, chat, events.
 
     `BrowserPeer(room="default", driver=None, metadata=None, camera=False, show_remote=True)`;
     it starts when first displayed and joins `room` (unless `autojoin=False`). `camera=True`
-    publishes `getUserMedia({video: true, audio: false})` under `camera_label` (a dict gives
-    other constraints). Remote streams play in `<video>` tiles when `show_remote`. Its events
+    publishes `getUserMedia({video: true, audio: false})` under `camera_label`;
+    `microphone=True` adds the microphone to it (or publishes it alone); a dict gives that
+    device's constraints (see `capture_constraints`). Remote streams play in `<video>` tiles
+    when `show_remote`, with their sound: where the browser blocks sound until the user has
+    clicked in the page, a tile plays muted and shows a "click to enable sound" button (the
+    own preview is always muted: no echo). Its events
     are in `.events` (an EventLog) and reach `.on(name, handler)` handlers; `.connections`
     holds what is known of each remote. `send`, `open_channel`, `publish_camera`, ... return asyncio
     futures resolved by the page, or failed with a PeerixError if it has not answered within
@@ -151,6 +207,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         camera: bool | dict[str, Any] = False,
         show_remote: bool = True,
         *,
+        microphone: bool | dict[str, Any] = False,
         id: str | None = None,
         camera_label: str = "camera",
         channels: tuple[str, ...] | list[str] = ("chat",),
@@ -183,10 +240,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             raise TypeError(f"channels must be a list of labels, got {channels!r}")
         for label in [*channels, camera_label, *([chat_label] if chat_label is not None else [])]:
             ChannelOptions.make(label)  # the label rules of data channels and streams alike
-        if not isinstance(camera, (bool, dict)):
-            raise TypeError(
-                f"camera must be True, False or getUserMedia constraints (a dict), got {camera!r}"
-            )
+        capture = capture_constraints(camera, microphone)
         if not isinstance(command_timeout, (int, float)) or not command_timeout > 0:
             raise ValueError(f"command_timeout must be a positive number, got {command_timeout!r}")
         spec, relay = _signaling_path(driver)
@@ -205,7 +259,7 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
             "room": room,
             "metadata": metadata,
             "driver": spec,
-            "camera": camera,
+            "camera": capture,  # getUserMedia constraints, or None
             "camera_label": camera_label,
             "show_remote": bool(show_remote),
             "channels": list(channels),
@@ -330,17 +384,37 @@ class BrowserPeer(Observable, anywidget.AnyWidget):
         return self._command("send", {"label": label, "text": content})
 
     def publish_camera(
-        self, constraints: dict[str, Any] | None = None, label: str = "camera"
+        self,
+        constraints: dict[str, Any] | None = None,
+        label: str = "camera",
+        *,
+        video: bool | dict[str, Any] = True,
+        audio: bool | dict[str, Any] = False,
     ) -> asyncio.Future[Any]:
-        """getUserMedia in the page (`{video: true, audio: false}` by default) and publish it."""
-        return self._command("publish_camera", {"constraints": constraints, "label": label})
+        """getUserMedia in the page and publish it under `label`: the camera by default,
+        `audio=True` adds the microphone (`video=False, audio=True`: the microphone alone).
+        A dict gives that device's constraints; `constraints` the whole getUserMedia ones."""
+        args = {
+            "constraints": _command_constraints(constraints, video, audio, label),
+            "label": label,
+        }
+        return self._command("publish_camera", args)
 
     def prepare_camera(
-        self, constraints: dict[str, Any] | None = None, label: str = "camera"
+        self,
+        constraints: dict[str, Any] | None = None,
+        label: str = "camera",
+        *,
+        video: bool | dict[str, Any] = True,
+        audio: bool | dict[str, Any] = False,
     ) -> asyncio.Future[Any]:
         """getUserMedia and a local preview in the page, not published yet (`publish_camera`
-        then goes out at once)."""
-        return self._command("prepare_camera", {"constraints": constraints, "label": label})
+        then goes out at once); the arguments are `publish_camera`'s."""
+        args = {
+            "constraints": _command_constraints(constraints, video, audio, label),
+            "label": label,
+        }
+        return self._command("prepare_camera", args)
 
     def unpublish(self, label: str) -> asyncio.Future[Any]:
         """Stop publishing the stream under `label` (the camera is released)."""

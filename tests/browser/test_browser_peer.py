@@ -168,3 +168,206 @@ def test_two_notebooks_chat_through_broadcast_channel(lab) -> None:
         assert result["out"] > 0 and result["in"] > 0, results  # signaling went through the page
     assert page.locator(".peerix-bc[data-state='relaying']").count() == 2
     lab.screenshot(page.locator(".peerix-bc").last, "bob-driver")
+
+
+# -- sound: the browser's microphone in, remote sound out ---------------------------------------
+@pytest.mark.timeout(240)
+def test_browser_peer_microphone_reaches_a_kernel_peer(lab) -> None:
+    """BrowserPeer(camera=True, microphone=True), then publish_camera(video=False, audio=True):
+    the kernel peer hears Chromium's fake microphone (its beeps) in numpy frames."""
+    page = lab.page
+    lab.open("microphone_peer.ipynb")
+    lab.run_cell(1, timeout=60)
+    page.wait_for_selector(".peerix-bp")
+    lab.run_cell(2, timeout=120)
+    heard = tagged(lab.output_text(2), "KERNEL HEARS")
+    print("camera and microphone:", heard["level"])
+    assert heard["kinds"] == ["audio", "video"], heard
+    level = heard["level"]
+    assert level["frames"] >= 150 and level["shape"] == [1, 1920], level  # Opus: s16 stereo
+    assert level["peak"] > 0.05 and level["max_rms_dbfs"] > -30, level  # silence is -inf
+    assert heard["video"]["shape"] == [480, 640, 3] and heard["video"]["changes"] > 1, heard
+    # The own preview tile is muted (no echo of one's own microphone).
+    (own,) = [t for t in heard["tiles"] if t["local"]]
+    assert own["muted"] and own["sound"] == "off" and own["audio_tracks"] == 1, own
+    assert page.locator(".peerix-bp-tile.is-local video").evaluate("v => v.muted")
+
+    lab.run_cell(3, timeout=120)
+    alone = tagged(lab.output_text(3), "MIC ONLY")
+    print("microphone alone:", alone["level"])
+    assert alone["answer"]["tracks"] == ["audio"] and alone["kinds"] == ["audio"], alone
+    assert alone["level"]["peak"] > 0.05 and alone["level"]["max_rms_dbfs"] > -30, alone
+    lab.run_cell(4, timeout=60)
+    assert "CLOSED" in lab.output_text(4)
+
+
+TILE = ".peerix-bp-tile:has(video[data-label='tone'])"
+SOUND_PLAYS = """([selector, advance]) => {
+    // The tile's <video> plays with its sound: not muted, not paused, its clock runs.
+    const v = document.querySelector(`${selector} video`);
+    if (!v || v.muted || v.paused || v.dataset.sound !== "on") return false;
+    if (!v.srcObject || !v.srcObject.getAudioTracks().length) return false;
+    const key = `t${advance}`;
+    if (v.dataset[key] === undefined) v.dataset[key] = String(v.currentTime);
+    return v.currentTime >= Number(v.dataset[key]) + advance;
+}"""
+
+
+def open_sound_tiles(lab) -> dict:
+    lab.open("sound_tiles.ipynb")
+    lab.run_cell(1, timeout=60)
+    lab.run_cell(2, timeout=60)
+    return tagged(lab.output_text(2), "TILE")
+
+
+@pytest.mark.timeout(180)
+def test_tiles_play_remote_sound(lab) -> None:
+    """With autoplay allowed (the browser tests' flag), a remote tile plays with its sound."""
+    page = lab.page
+    tile = open_sound_tiles(lab)
+    assert tile["audio_tracks"] == 1 and not tile["local"], tile
+    page.wait_for_function(SOUND_PLAYS, arg=[TILE, 1.0], timeout=30_000)
+    assert page.locator(f"{TILE} .peerix-bp-sound").is_hidden()
+    lab.screenshot(page.locator(TILE), "sound-on")
+
+    # Shown twice in the page, the stream plays in both views, its sound in one only.
+    lab.run_cell(3, timeout=60)
+    page.wait_for_function(
+        """() => document.querySelectorAll("video[data-label='tone']").length === 2
+            && [...document.querySelectorAll("video[data-label='tone']")].every(v => !v.paused)""",
+        timeout=30_000,
+    )
+    sounds = page.evaluate(
+        """() => [...document.querySelectorAll("video[data-label='tone']")]
+            .map(v => [v.dataset.sound, v.muted])"""
+    )
+    assert sorted(sounds) == [["elsewhere", True], ["on", False]], sounds
+    lab.run_cell(4, timeout=60)
+    assert "CLOSED" in lab.output_text(4)
+
+
+@pytest.fixture(scope="module")
+def chromium_without_autoplay(chromium):
+    """A second Chromium of the module's Playwright, without the autoplay flag: as in a
+    person's browser, sound waits for a click in the page."""
+    from testbed.lab import CHROMIUM, CHROMIUM_ARGS
+
+    args = [arg for arg in CHROMIUM_ARGS if not arg.startswith("--autoplay-policy")]
+    browser = chromium.browser_type.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def lab_without_autoplay(request, chromium_without_autoplay, lab_server):
+    """conftest's `lab`, on the Chromium without the autoplay flag."""
+    from testbed.lab import Lab
+
+    context = chromium_without_autoplay.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    helper = Lab(page, lab_server, request.node.name)
+    try:
+        yield helper
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            helper.screenshot(page, "failure")
+        helper.save_console()
+        context.close()
+        lab_server.shutdown_kernels()
+
+
+class ScriptOnly:
+    """Drives JupyterLab the way a script would, never as a user.
+
+    Playwright's `evaluate` (and what is built on it: Lab.run_cell, wait_for_function, ...)
+    runs with Chromium's `userGesture` set, which counts as the user's first interaction and
+    lifts the autoplay block. Chromium's own Runtime.evaluate, through a CDP session, does not.
+    """
+
+    @staticmethod
+    def idle(also: str = "true") -> str:
+        """An expression: the notebook is open, its kernel idle, and `also`."""
+        return f"""(() => {{
+            const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            if (!w || !w.context || !w.context.isReady) return false;
+            const k = w.sessionContext.session && w.sessionContext.session.kernel;
+            return !!k && k.status === 'idle' && ({also});
+        }})()"""
+
+    def __init__(self, lab) -> None:
+        self.lab = lab
+        self.cdp = lab.page.context.new_cdp_session(lab.page)
+
+    def __call__(self, expression: str):
+        reply = self.cdp.send(
+            "Runtime.evaluate",
+            {"expression": expression, "returnByValue": True, "userGesture": False},
+        )
+        if "exceptionDetails" in reply:
+            raise AssertionError(f"{expression!r} raised: {reply['exceptionDetails']}")
+        return reply["result"].get("value")
+
+    def wait(self, expression: str, timeout: float = 60, what: str = "") -> None:
+        deadline = time.monotonic() + timeout
+        while not self(expression):
+            assert time.monotonic() < deadline, f"not within {timeout} s: {what or expression}"
+            self.lab.page.wait_for_timeout(100)  # polling the page: the condition is the answer
+
+    def open(self, notebook: str) -> None:
+        server = self.lab.server
+        self.lab.page.goto(f"{server.url}/lab/tree/{notebook}?token={server.token}&reset")
+        self.wait(self.idle(), 60, f"{notebook} open with an idle kernel")
+
+    def run_cell(self, index: int, timeout: float = 60) -> str:
+        """Run code cell `index`, wait for it, and return what it printed."""
+        cell = f"window.jupyterapp.shell.currentWidget.content.widgets[{index}]"
+        self(f"{cell}.model.outputs.clear(); {cell}.model.executionCount = null;")
+        self(
+            "(() => { const nb = window.jupyterapp.shell.currentWidget.content;"
+            f" nb.activeCellIndex = {index};"
+            " void window.jupyterapp.commands.execute('notebook:run-cell'); })()"
+        )
+        self.wait(self.idle(f"{cell}.model.executionCount !== null"), timeout, f"cell {index}")
+        outputs = json.loads(self(f"JSON.stringify({cell}.model.outputs.toJSON())"))
+        for out in outputs:
+            if out.get("output_type") == "error":
+                raise AssertionError(f"cell {index}: {out.get('ename')}: {out.get('evalue')}")
+        return "".join(
+            "".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream"
+        )
+
+
+@pytest.mark.timeout(180)
+def test_tile_sound_waits_for_a_click_where_autoplay_is_blocked(lab_without_autoplay) -> None:
+    """Without the autoplay flag the tile plays muted with a "Click to enable sound" button;
+    a click (a real one, through Playwright's input) gives it its sound."""
+    lab = lab_without_autoplay
+    page = lab.page
+    script = ScriptOnly(lab)
+    script.open("sound_tiles.ipynb")
+    script.run_cell(1)
+    tile = tagged(script.run_cell(2), "TILE")
+    assert tile["audio_tracks"] == 1, tile
+    assert script("navigator.userActivation.hasBeenActive") is False  # nobody clicked yet
+    script.wait(
+        f"""(() => {{
+            const v = document.querySelector("{TILE} video");
+            const button = document.querySelector("{TILE} .peerix-bp-sound");
+            return !!v && v.dataset.sound === "blocked" && v.muted && !v.paused
+                && v.currentTime > 0.5 && !!button && !button.hidden;
+        }})()""",
+        30,
+        "a muted tile, playing, with its button",
+    )  # the picture plays meanwhile, muted
+    button = page.locator(f"{TILE} .peerix-bp-sound")
+    assert "enable sound" in button.inner_text().lower()
+    lab.screenshot(page.locator(TILE), "sound-blocked")
+    button.click()
+    page.wait_for_function(SOUND_PLAYS, arg=[TILE, 1.0], timeout=30_000)
+    assert button.is_hidden()
+    lab.screenshot(page.locator(TILE), "sound-on-after-click")
+    lab.run_cell(4, timeout=60)
