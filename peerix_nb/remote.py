@@ -237,7 +237,12 @@ class RemotePeer:
         if state == "connecting" and self.state == "new":
             self._set_state("connecting")
         elif state == "connected":
-            self._deadline.cancel()
+            # The deadline holds until the control channel is open too: our DTLS handshake can
+            # finish while the remote rejected our certificate (a tampered fingerprint); aiortc
+            # then says `connected` here and no channel ever opens (until ICE consent expires,
+            # ~30 s, while direct JOINs are ignored as "live").
+            if self.control_open:
+                self._deadline.cancel()
             if self.state in ("new", "connecting"):
                 self._set_state("connected")
         elif state == "failed":
@@ -251,6 +256,8 @@ class RemotePeer:
             reason = f"not connected within {timeout} s"
         elif self.state == "disconnected":
             reason = f"disconnected for {timeout} s"
+        elif self.state == "connected" and not self.control_open:
+            reason = f"connected, but the control channel did not open within {timeout} s"
         else:
             return
         self._tasks.spawn(self.fail(reason), name=f"remote:{self.id}:fail")
@@ -353,6 +360,8 @@ class RemotePeer:
         if channel is not self._control or self._closing:
             return
         self._negotiation.control_open = True
+        if self.state == "connected":
+            self._deadline.cancel()
         self._emit("control:open", state="open")
         sctp = self.connection.sctp
         if sctp is not None:

@@ -425,3 +425,32 @@ def test_js_control_channel_drain_watch_gives_the_fast_disconnected(tmp_path: Pa
     assert out["stopped"] is True
     assert out["closed"] == [["connection:closed", "closed", "done"]]
     assert out["watch"] == [True, True, False, True, True]
+
+
+CONTROL_DEADLINE = r"""
+const driver = new DictDriver();
+const a = new Peer({ id: "a", driver, connectionTimeout: 0.3 });
+const b = new Peer({ id: "b", driver, connectionTimeout: 0.3 });
+const ea = record(a);
+await a.join("deadline");
+await b.join("deadline");
+await until(() => a.connections.has("b") && b.connections.has("a"));
+// ICE and DTLS say connected on both sides; only b's control channel opens.
+const ra = a.connections.get("b"), rb = b.connections.get("a");
+for (const r of [ra, rb]) { r.pc.connectionState = "connected"; r.pc.onconnectionstatechange(); }
+rb._control.readyState = "open";
+rb._control.onopen();
+out.bTimerAfterOpen = rb._timer;
+await until(() => ea.some((e) => e.name === "connection:failed"));
+out.aFailed = ea.filter((e) => e.name === "connection:failed").map((e) => e.detail);
+await a.leave();
+await b.leave();
+"""
+
+
+def test_js_connected_without_a_control_channel_fails_at_the_deadline(tmp_path: Path) -> None:
+    """remote.py's rule in the page: the connection timeout holds past `connected` until the
+    control channel opens (a tampered fingerprint: DTLS succeeds on one side only)."""
+    out = run(tmp_path, CONTROL_DEADLINE)
+    assert out["bTimerAfterOpen"] is None  # control open and connected: the deadline is off
+    assert out["aFailed"] == ["connected, but the control channel did not open within 0.3 s"]

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import zlib
 
 import pytest
 
 from peerix_nb import MemoryDriver, Peer
-from peerix_nb.signaling import ANSWER, SignalingCodec
+from peerix_nb.signaling import ANSWER, OFFER, SignalingCodec
 from testbed.rooms import channels_open, fully_connected, leave_all, room, wait_until
 from tests.util import DropFirst, Recorder
 
@@ -179,3 +180,45 @@ async def test_leave_is_bounded_when_aiortc_never_finishes_closing(
     await asyncio.wait_for(asyncio.wait({slow}), 5)
     assert remote_module._slow_closes == set() and pc.connectionState == "closed"
     await b.leave()
+
+
+class FingerprintFlipper(MemoryDriver):
+    """A man in the middle that changes the DTLS fingerprint of every OFFER it relays: the
+    answerer rejects the offerer's certificate, while the offerer's own DTLS handshake (it
+    checks the answerer's true fingerprint) completes and its connection says `connected`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.codec = SignalingCodec()
+        self.flipped = 0
+
+    async def dispatch(self, namespace, message):  # type: ignore[no-untyped-def]
+        decoded = self.codec.decode(message)
+        if decoded.type == OFFER:
+            sdp = decoded.description["sdp"]
+            flipped = re.sub(
+                r"(a=fingerprint:sha-256 )([0-9A-F])", lambda m: m[1] + "01"[m[2] == "0"], sdp
+            )
+            description = {**decoded.description, "sdp": flipped}
+            message = self.codec.encode([OFFER, decoded.sender, description, decoded.metadata])
+            self.flipped += 1
+        await super().dispatch(namespace, message)
+
+
+async def test_a_connection_whose_control_channel_never_opens_fails_on_both_sides():
+    # Found by notebook 07: with a tampered fingerprint the answerer fails DTLS, but the
+    # offerer's connection reports `connected` and no control channel ever opens. The
+    # connection timeout must cover "connected" until the control channel is open, or the
+    # offerer keeps a dead remote until ICE consent expires (~30 s) and ignores direct JOINs.
+    driver = FingerprintFlipper()
+    a = Peer(id="a", driver=driver, connection_timeout=3)
+    b = Peer(id="b", driver=driver, connection_timeout=3)
+    a_failed = asyncio.ensure_future(a.wait_for("connection:failed", timeout=15))
+    b_failed = asyncio.ensure_future(b.wait_for("connection:failed", timeout=15))
+    await a.join(room="mitm")
+    await b.join(room="mitm")
+    failures = await asyncio.gather(a_failed, b_failed)
+    assert driver.flipped >= 1
+    details = sorted(str(e.detail) for e in failures)
+    assert any("control channel" in d for d in details), details  # the offerer's reason
+    await leave_all([a, b])

@@ -153,7 +153,10 @@ export class Remote {
   _onConnectionState(state) {
     if (state === "connecting" && this.state === "new") this._setState("connecting");
     else if (state === "connected") {
-      this._cancelTimeout();
+      // The deadline holds until the control channel is open too: a DTLS handshake can finish
+      // on this side while the remote rejected our certificate (a tampered fingerprint), and
+      // then no channel ever opens (docs/PROTOCOL.md, connection timeout).
+      if (this.controlOpen) this._cancelTimeout();
       if (["new", "connecting", "disconnected"].includes(this.state)) this._setState("connected");
     } else if (state === "disconnected") {
       if (this.state === "connected") {
@@ -180,6 +183,9 @@ export class Remote {
     const timeout = this.peer.connectionTimeout;
     if (["new", "connecting"].includes(this.state)) this.fail(`not connected within ${timeout} s`);
     else if (this.state === "disconnected") this.fail(`disconnected for ${timeout} s`);
+    else if (this.state === "connected" && !this.controlOpen) {
+      this.fail(`connected, but the control channel did not open within ${timeout} s`);
+    }
   }
 
   /** `failed`, then closed (the Peer JOINs this remote again). @param {string} reason */
@@ -418,6 +424,7 @@ export class Remote {
   _onControlOpen(control) {
     if (control !== this._control || this._closing) return;
     this.controlOpen = true;
+    if (this.state === "connected") this._cancelTimeout();
     this._emit("control:open", { state: "open" });
     this._startLiveness(control);
     for (const options of this.peer.channels.values()) this.openChannel(options);
