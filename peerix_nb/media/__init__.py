@@ -5,11 +5,14 @@ The aiortc media layer of peerix_nb (tracks, MediaPlayer, receivers' tracks), on
 - `streams`: `MediaStream`, the Python counterpart of a browser MediaStream (a list of aiortc
   tracks), and `MediaSourceError`;
 - `stamps`: the frame stamp (`write_stamp`, `read_stamp`): a frame counter and the send time
-  drawn into the image, to measure latency;
+  drawn into the image, to measure latency; and the audio stamp (`write_audio_stamp`,
+  `read_audio_stamps`, `AudioStampReader`): the same in a 20 ms burst that survives Opus;
 - `sources`: sources that need no camera: `synthetic()` (a moving pattern stamped with a frame
-  counter and the send time, plus a tone), `from_file()` and `from_frames()` (numpy arrays);
+  counter and the send time, plus a tone with an audio stamp twice a second), `from_file()`
+  and `from_frames()` (numpy arrays);
 - `fanout`: `relayed()` (one track per RTCRtpSender) and `Tap` (drains a track continuously and
-  fans out its latest frame), with which connections publish and receive;
+  fans out its latest frame, or every frame to a queued subscriber: audio), with which
+  connections publish and receive;
 - `readers`: `frames()` and `frame_callback()`, which turn any track into numpy arrays.
 
 The browser's camera (`from_widget`, `camera_stream`) is a widget: `peerix_nb.widgets`.
@@ -27,10 +30,20 @@ from .sources import (
     from_frames,
     synthetic,
 )
-from .stamps import Stamp, read_stamp, write_stamp
+from .stamps import (
+    AudioStamp,
+    AudioStampReader,
+    Stamp,
+    read_audio_stamps,
+    read_stamp,
+    write_audio_stamp,
+    write_stamp,
+)
 from .streams import MediaSourceError, MediaStream
 
 __all__ = [
+    "AudioStamp",
+    "AudioStampReader",
     "FrameCallback",
     "FrameIterator",
     "FrameSourceTrack",
@@ -47,10 +60,12 @@ __all__ = [
     "frames",
     "from_file",
     "from_frames",
+    "read_audio_stamps",
     "read_stamp",
     "relayed",
     "synthetic",
     "tap_for",
+    "write_audio_stamp",
     "write_stamp",
 ]
 
@@ -63,10 +78,13 @@ from .readers import VIDEO_FORMATS as VIDEO_FORMATS
 from .sources import AUDIO_RATE as AUDIO_RATE
 from .sources import AUDIO_SAMPLES as AUDIO_SAMPLES
 from .sources import AUDIO_TIME_BASE as AUDIO_TIME_BASE
+from .sources import SYNTHETIC_STAMP_EVERY as SYNTHETIC_STAMP_EVERY
 from .sources import VIDEO_CLOCK_RATE as VIDEO_CLOCK_RATE
 from .sources import VIDEO_TIME_BASE as VIDEO_TIME_BASE
 from .sources import FrameFunction as FrameFunction
 from .sources import FrameSource as FrameSource
+from .stamps import AUDIO_STAMP_RATE as AUDIO_STAMP_RATE
+from .stamps import AUDIO_STAMP_SAMPLES as AUDIO_STAMP_SAMPLES
 from .stamps import STAMP_COLUMNS as STAMP_COLUMNS
 from .stamps import STAMP_ROWS as STAMP_ROWS
 from .stamps import _stamp_cell as _stamp_cell

@@ -1,12 +1,14 @@
 """Fan-out of a track to several readers: `Tap` drains a track continuously and keeps its
-latest frame for `TapTrack` subscribers; `tap_for()` finds a track's one tap; `relayed()` gives
-each RTCRtpSender its own subscriber. remote.py uses them to publish and receive."""
+latest frame for `TapTrack` subscribers (or queues every frame, bounded, for audio readers);
+`tap_for()` finds a track's one tap; `relayed()` gives each RTCRtpSender its own subscriber.
+remote.py uses them to publish and receive."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import weakref
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -94,9 +96,14 @@ class _GuardTrack(MediaStreamTrack):
             self._pending = None
 
 
-def relayed(track: MediaStreamTrack) -> TapTrack:
-    """A new track that receives every frame of `track` (the newest, if its reader is slow):
-    a subscriber of the track's Tap.
+AUDIO_QUEUE = 10  # frames (200 ms) an audio reader of relayed() may fall behind
+
+
+def relayed(track: MediaStreamTrack, queue: int | None = None) -> TapTrack:
+    """A new track that receives every frame of `track` (the newest, if its reader is slow;
+    with `queue=n`, every frame, up to `n` unread): a subscriber of the track's Tap. By
+    default audio is queued (`AUDIO_QUEUE`): a sender whose encoder ran late must still send
+    every 20 ms frame (a skipped one is a click), and video is not (a late picture is stale).
 
     Give each RTCRtpSender its own: aiortc senders sharing one track split its frames between
     them. Relaying a Tap subscriber (e.g. a remote track, to forward it) follows that
@@ -104,7 +111,9 @@ def relayed(track: MediaStreamTrack) -> TapTrack:
     """
     _check_track(track)
     tap = tap_for(track)
-    return tap.subscribe(origin=track if isinstance(track, TapTrack) else None)
+    if queue is None:
+        queue = AUDIO_QUEUE if tap.kind == "audio" else 0
+    return tap.subscribe(origin=track if isinstance(track, TapTrack) else None, queue=queue)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,10 +123,16 @@ def relayed(track: MediaStreamTrack) -> TapTrack:
 class TapTrack(MediaStreamTrack):
     """A subscriber of a `Tap`: `recv()` returns the next frame newer than the last one it
     returned (stale frames are dropped, nothing queues) and raises MediaStreamError once the
-    tap has ended or the track is stopped."""
+    tap has ended or the track is stopped.
 
-    def __init__(self, tap: Tap, id: str | None = None) -> None:
+    With `queue=n` (audio: every 20 ms frame matters, a dropped one is a click) it returns
+    every frame in order instead, keeping at most `n` unread: past that the oldest is dropped
+    (counted in `frames_dropped`), so a slow reader still never makes memory grow.
+    """
+
+    def __init__(self, tap: Tap, id: str | None = None, queue: int = 0) -> None:
         super().__init__()
+        self._queue: deque[Frame | Packet[Any]] | None = deque(maxlen=queue) if queue else None
         self.kind = tap.kind
         if id is not None:
             self._id = id
@@ -142,7 +157,11 @@ class TapTrack(MediaStreamTrack):
             if tap.ended:
                 self.stop()
                 raise MediaStreamError
-            if tap._seq > self._last_seq:
+            if self._queue is not None:
+                if self._queue:
+                    self.frames_returned += 1
+                    return self._queue.popleft()
+            elif tap._seq > self._last_seq:
                 if self._last_seq:
                     self.frames_dropped += tap._seq - self._last_seq - 1
                 self._last_seq = tap._seq
@@ -159,9 +178,20 @@ class TapTrack(MediaStreamTrack):
             finally:
                 tap._reading.discard(self)
 
+    def _offer(self, frame: Frame | Packet[Any]) -> None:
+        """The tap has a new frame: queue it (a queued reader) and wake a waiting recv()."""
+        queue = self._queue
+        if queue is not None:
+            if len(queue) == queue.maxlen:
+                self.frames_dropped += 1  # the deque drops the oldest
+            queue.append(frame)
+        self._wakeup.set()
+
     def stop(self) -> None:
         super().stop()
         self._wakeup.set()
+        if self._queue is not None:
+            self._queue.clear()
         self._tap._subscribers.discard(self)
         for derived in list(self._derived):
             derived.stop()
@@ -254,14 +284,21 @@ class Tap:
         """The live subscriber tracks."""
         return list(self._subscribers)
 
-    def subscribe(self, id: str | None = None, origin: TapTrack | None = None) -> TapTrack:
+    def subscribe(
+        self, id: str | None = None, origin: TapTrack | None = None, queue: int = 0
+    ) -> TapTrack:
         """A new track following this tap (with its own `id`, e.g. the msid track id).
 
         With `origin` (another subscriber), the new track also ends when `origin` ends: a
         remote track that is removed ends every reader made from it, while the tap itself
-        keeps draining the receiver for the next track on the same transceiver.
+        keeps draining the receiver for the next track on the same transceiver. With `queue=n`
+        it returns every frame from now on, at most `n` unread (see `TapTrack`).
         """
-        track = TapTrack(self, id)
+        if not isinstance(queue, int) or isinstance(queue, bool) or queue < 0:
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR", f"queue must be an integer >= 0, got {queue!r}"
+            )
+        track = TapTrack(self, id, queue)
         if self._ended or (origin is not None and origin.readyState != "live"):
             track.stop()
         else:
@@ -304,8 +341,10 @@ class Tap:
     def _notify(self) -> None:
         # a method, not a loop in _read(): a loop variable there would keep the last
         # subscriber alive in the coroutine's frame, and subscribers are held weakly
+        frame = self._latest
+        assert frame is not None
         for sub in list(self._subscribers):
-            sub._wakeup.set()
+            sub._offer(frame)
 
     def _finish(self) -> None:
         if self._ended:

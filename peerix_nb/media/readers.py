@@ -82,7 +82,15 @@ class FrameIterator:
 def frames(track: MediaStreamTrack | Tap, format: str = "rgb24") -> FrameIterator:
     """Iterate a track's frames as numpy arrays. Each step gives the newest frame; frames that
     arrive while the caller is busy are dropped, never queued. Video: HxWx3 (rgb24/bgr24),
-    HxWx4 (rgba/bgra) or HxW (gray); audio: each frame's sample array. Ends with the track."""
+    HxWx4 (rgba/bgra) or HxW (gray). Ends with the track.
+
+    Audio: each 20 ms frame's samples as PyAV gives them (`format` does not apply), int16 at
+    48 kHz, 960 samples per frame, in a (1, samples x channels) array, channels interleaved:
+    a remote track (aiortc's Opus decoder) gives packed stereo, shape (1, 1920) (L, R, L, R;
+    both equal for a mono sender: `a.reshape(-1, 2)[:, 0]`); a local `synthetic()` tone gives
+    mono, shape (1, 960). Other sources (files) may differ: planar formats are (channels,
+    samples). A slow audio reader loses whole frames; to get every one, read a queued
+    subscriber instead (`media.relayed(track, queue=n)`, as AudioView does)."""
     if format not in VIDEO_FORMATS:
         raise PeerixError(
             "PEER_MEDIASTREAM_ERROR", f"format must be one of {VIDEO_FORMATS}, got {format!r}"

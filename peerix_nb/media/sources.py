@@ -1,5 +1,6 @@
-"""Sources that need no camera: `synthetic()` (stamped scrolling bars and a tone), `from_file()`
-(aiortc's MediaPlayer) and `from_frames()` (numpy arrays from a function or an iterator)."""
+"""Sources that need no camera: `synthetic()` (stamped scrolling bars and a stamped tone),
+`from_file()` (aiortc's MediaPlayer) and `from_frames()` (numpy arrays from a function or an
+iterator)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import inspect
 import logging
 import math
 import numbers
+import operator
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -21,7 +23,7 @@ from av import AudioFrame, VideoFrame
 from av.frame import Frame
 
 from ..errors import PeerixError
-from .stamps import STAMP_COLUMNS, STAMP_ROWS, _stamp_cell, write_stamp
+from .stamps import STAMP_COLUMNS, STAMP_ROWS, _stamp_cell, write_audio_stamp, write_stamp
 from .streams import MediaSourceError, MediaStream
 
 __all__ = [
@@ -40,15 +42,18 @@ VIDEO_TIME_BASE = fractions.Fraction(1, VIDEO_CLOCK_RATE)
 AUDIO_RATE = 48_000
 AUDIO_SAMPLES = 960  # 20 ms at 48 kHz, the Opus frame aiortc sends
 AUDIO_TIME_BASE = fractions.Fraction(1, AUDIO_RATE)
+SYNTHETIC_STAMP_EVERY = 25  # synthetic() audio: an audio stamp every 25 frames (0.5 s)
 
 FrameFunction = Callable[[int, float], np.ndarray | Awaitable[np.ndarray]]
 
 
 class _Pacer:
     """Real-time pacing at `rate` per second without bursts: a source that fell behind by more
-    than one period resumes from now instead of catching up."""
+    than one period resumes from now instead of catching up. With `catch_up=n` it makes up for
+    up to n periods first, as a sound card does (its samples wait in its buffer): an audio
+    source that skipped whenever the loop was late would lose sound, not just be late."""
 
-    def __init__(self, rate: float) -> None:
+    def __init__(self, rate: float, catch_up: int = 0) -> None:
         if (
             not isinstance(rate, numbers.Real)
             or isinstance(rate, bool)
@@ -59,8 +64,10 @@ class _Pacer:
                 "PEER_MEDIASTREAM_ERROR", f"rate (fps) must be a number > 0, got {rate!r}"
             )
         self.period: float = 1.0 / rate
+        self._catch_up: int = catch_up
         self._origin: float | None = None
         self._next: float = 0.0
+        self.behind: float = 0.0  # how late (s) the slot wait() returned is (time.monotonic())
 
     async def wait(self) -> float:
         """Sleep until the next slot; return its time in seconds since the first slot."""
@@ -69,10 +76,11 @@ class _Pacer:
             self._origin = self._next = now
         else:
             self._next += self.period
-            if self._next < now - self.period:
+            if self._next < now - self.period * (1 + self._catch_up):
                 self._next = now
             if self._next > now:
                 await asyncio.sleep(self._next - now)
+        self.behind = max(0.0, time.monotonic() - self._next)
         return self._next - self._origin
 
 
@@ -151,16 +159,37 @@ def _track_repr(track: MediaStreamTrack, what: str) -> str:
 
 
 class ToneTrack(MediaStreamTrack):
-    """A sine tone: 48 kHz mono s16 in 20 ms frames, paced in real time."""
+    """A sine tone: 48 kHz mono s16 in 20 ms frames, paced in real time (frames a late loop
+    missed, up to 200 ms of them, come at once after it, as from a sound card's buffer).
+
+    With `stamp_every=n` (synthetic() uses 25: two per second), frame 12 and every n-th after
+    it is replaced by an audio stamp (`media.write_audio_stamp`: a 20 ms burst of 1-13 kHz
+    carriers holding a counter from 0 and the time.time() the frame was due), which a receiver
+    finds again after Opus with `media.AudioStampReader` to measure latency end to end. 0: a
+    pure tone.
+    """
 
     kind = "audio"
 
-    def __init__(self, frequency: float = 440.0, volume: float = 0.2) -> None:
+    def __init__(self, frequency: float = 440.0, volume: float = 0.2, stamp_every: int = 0) -> None:
         super().__init__()
+        try:
+            every = operator.index(stamp_every)  # an int, numpy's included
+        except TypeError:
+            every = -1
+        if isinstance(stamp_every, bool) or every < 0:
+            raise PeerixError(
+                "PEER_MEDIASTREAM_ERROR",
+                f"stamp_every must be an integer >= 0 (frames), got {stamp_every!r}",
+            )
         self.frequency = frequency
         self.volume = volume
-        self._pacer = _Pacer(AUDIO_RATE / AUDIO_SAMPLES)
+        self.stamp_every = every
+        # a late loop is caught up on (up to 200 ms), as a sound card's buffer would
+        self._pacer = _Pacer(AUDIO_RATE / AUDIO_SAMPLES, catch_up=10)
         self._samples = 0
+        self.frames_sent = 0
+        self.stamps_sent = 0
 
     def __repr__(self) -> str:
         return _track_repr(self, f"{self.frequency:g} Hz")
@@ -173,13 +202,19 @@ class ToneTrack(MediaStreamTrack):
             raise MediaStreamError
         n = np.arange(self._samples, self._samples + AUDIO_SAMPLES, dtype=np.float64)
         wave = np.sin((2 * np.pi * self.frequency / AUDIO_RATE) * n) * (self.volume * 32767)
-        frame = AudioFrame.from_ndarray(
-            wave.astype(np.int16).reshape(1, -1), format="s16", layout="mono"
-        )
+        samples = wave.astype(np.int16)
+        every = self.stamp_every
+        if every and self.frames_sent % every == every // 2:
+            # the time the frame was due (captured), not the time a late loop made it
+            due = time.time() - self._pacer.behind
+            write_audio_stamp(samples, self.stamps_sent, due, self.volume)
+            self.stamps_sent += 1
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = AUDIO_RATE
         frame.pts = self._samples
         frame.time_base = AUDIO_TIME_BASE
         self._samples += AUDIO_SAMPLES
+        self.frames_sent += 1
         return frame
 
 
@@ -190,12 +225,13 @@ def synthetic(
     height: int = 480,
     fps: float = 30,
 ) -> MediaStream:
-    """A camera-free test stream: stamped scrolling bars (see `read_stamp`) and a 440 Hz tone."""
+    """A camera-free test stream: stamped scrolling bars (see `read_stamp`) and a 440 Hz tone
+    with an audio stamp twice a second (see `ToneTrack`, `AudioStampReader`)."""
     tracks: list[MediaStreamTrack] = []
     if video:
         tracks.append(SyntheticVideoTrack(width, height, fps))
     if audio:
-        tracks.append(ToneTrack())
+        tracks.append(ToneTrack(stamp_every=SYNTHETIC_STAMP_EVERY))
     return MediaStream(tracks)
 
 

@@ -1,8 +1,12 @@
-"""RoomWidget: one cell to join a room, see who is there, watch their video, chat, see events.
+"""RoomWidget: one cell to join a room, see who is there, watch and hear them, chat, see events.
 
 An ipywidgets composition of the other widgets plus a roster. The buttons call the public
 Peer API only (`open`, `join`, `leave`); every failure, raised at once or by the task later,
 is shown in the widget's status line (and logged), so a button never fails silently.
+
+Each remote stream is a tile: a VideoView when it has video (which also plays its sound), an
+AudioView when it has sound only; either has a mute toggle and a level meter that lights up
+while that remote is speaking.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from ._common import (
     escape,
     logger,
 )
+from .audio import AudioView
 from .chat import ChatBox
 from .events_view import EventsView
 from .video import VideoView
@@ -44,12 +49,16 @@ _STATE_COLOURS = {
 
 
 class _Tile:
-    """One remote video stream: a VideoView in a box."""
+    """One remote stream: a VideoView (picture and sound) or, for sound only, an AudioView."""
 
     def __init__(self, remote: RemoteInfo, stream: MediaStream, label: str, width: str) -> None:
         title = f"{display_name(remote.metadata, remote.id[:8])} · {label}"
         self.stream = stream
-        self.view = VideoView(stream, title=title)
+        self.view: VideoView | AudioView = (
+            VideoView(stream, title=title)
+            if stream.video_tracks
+            else AudioView(stream, title=title)
+        )
         self.box = ipywidgets.Box(
             [self.view], layout=ipywidgets.Layout(width=width, margin="0 6px 6px 0")
         )
@@ -237,9 +246,13 @@ class RoomWidget(ipywidgets.VBox):
             self._remove_tile((event.remote.id, event.stream.id))
 
     def _on_track(self, event: Event) -> None:
-        if event.remote is None or event.stream is None or event.kind != "video":
+        if event.remote is None or event.stream is None or event.kind not in ("video", "audio"):
             return
-        tile = self._tiles.get((event.remote.id, event.stream.id))
+        key = (event.remote.id, event.stream.id)
+        tile = self._tiles.get(key)
+        if tile is not None and isinstance(tile.view, AudioView) and event.stream.video_tracks:
+            self._remove_tile(key)  # sound only until now: a VideoView plays both
+            tile = None
         if tile is not None:
             tile.view.refresh_source()
         elif event.name == "track:add":
@@ -254,12 +267,12 @@ class RoomWidget(ipywidgets.VBox):
     # -- tiles ------------------------------------------------------------------------------
     def _add_tile(self, remote: RemoteInfo, stream: MediaStream, label: str) -> None:
         key = (remote.id, stream.id)
-        if key in self._tiles or not stream.video_tracks or self._resources.closed:
+        if key in self._tiles or not stream.tracks or self._resources.closed:
             return
         try:
             tile = _Tile(remote, stream, label, self.tile_width)
         except Exception as error:
-            self._show_error(error, "video tile")
+            self._show_error(error, "tile")
             return
         self._tiles[key] = tile
         self.tiles.children = (*self.tiles.children, tile.box)

@@ -6,6 +6,11 @@
 // unacknowledged. A frame that arrives while another is decoding replaces the waiting one, so
 // a slow page drops frames instead of queueing them. Views announce themselves ("rendered")
 // and report their count when they go, so the kernel pushes only while someone watches.
+//
+// Sound (a MediaStream with audio): audio.js's player, made when the first chunk of sound
+// arrives; each view gets its mute toggle and level meter along the bottom of the picture.
+
+import { createAudioPlayer } from "./audio.js";
 
 const FPS_WINDOW_MS = 1000;
 
@@ -74,6 +79,8 @@ export default () => {
   let latency = null;
   let latencyKind = "";
   const drawTimes = [];
+  let audio = null; // the sound's player in this page, once the kernel sends sound
+  const detachAudio = new Map(); // view -> detach its audio controls
 
   function send(content) {
     try {
@@ -139,6 +146,15 @@ export default () => {
     initialize(ctx) {
       model = ctx.model;
       const onMessage = (msg, buffers) => {
+        if (msg && typeof msg.type === "string" && msg.type.startsWith("audio")) {
+          if (!audio) {
+            if (msg.type !== "audio") return; // nothing to end or ping before the first sound
+            audio = createAudioPlayer(model, send);
+            for (const view of views) detachAudio.set(view, audio.attach(view.root));
+          }
+          audio.handle(msg, buffers);
+          return;
+        }
         if (!msg || msg.type !== "frame" || !buffers || !buffers.length) return;
         // Only a page slower than another page of the same kernel gets here (the kernel sends
         // at most 2 unacknowledged frames): keep the newest; the next ack covers both.
@@ -151,6 +167,8 @@ export default () => {
       return () => {
         clearInterval(timer);
         model.off("msg:custom", onMessage);
+        if (audio) audio.destroy();
+        audio = null;
         if (last) last.close();
         last = null;
         pending = null;
@@ -167,6 +185,7 @@ export default () => {
       ctx.model.on("change:title", update);
       update();
       views.add(view);
+      if (audio) detachAudio.set(view, audio.attach(view.root));
       if (last) view.draw(last);
       refreshStats();
       send({ type: "rendered", views: views.size });
@@ -175,6 +194,9 @@ export default () => {
         ctx.model.off("change:message", update);
         ctx.model.off("change:title", update);
         views.delete(view);
+        const detach = detachAudio.get(view);
+        if (detach) detach();
+        detachAudio.delete(view);
         send({ type: "views", views: views.size });
       };
     },

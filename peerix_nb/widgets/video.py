@@ -17,6 +17,13 @@ An ack that never comes (page closed) frees its slot after `ack_timeout` seconds
 The browser says "rendered" when a view appears and reports its view count when one goes;
 frames are pushed only while some view exists ("run all" race: a cell can run before the
 browser rendered the widget).
+
+Sound: given a MediaStream with an audio track, the view also plays it (widgets/audio.py's
+AudioPump: PCM chunks into an AudioWorklet jitter buffer), with a mute toggle and a level
+meter on the picture; `stats["audio"]` says what the page played. `audio=False` keeps it
+silent. Each is sent as soon as the kernel has it and nothing delays the picture, so the sound
+lags it by ~130-170 ms (bench/audio.py measures both latencies in one run): ~60 ms are
+aiortc's audio jitter buffer (4 Opus packets held before decoding), ~60 ms the page's.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from ..media import (
     relayed,
 )
 from ._common import Resources, check_options, count_views, describe, logger, running_loop
+from .audio import AudioPump, audio_track, with_audio_player
 
 MAX_IN_FLIGHT = 2
 
@@ -122,13 +130,18 @@ class _Sent:
 class VideoView(anywidget.AnyWidget):
     """Shows a video track inline (fps and latency in a corner); works wherever widgets do.
 
-    `VideoView(track_or_stream, max_fps=30)`: a MediaStream shows its first video track. The
-    view stops by itself when the track ends and when the widget is closed; `set_source()`
-    switches to another track. Local streams (what you publish) can be previewed too.
+    `VideoView(track_or_stream, max_fps=30)`: a MediaStream shows its first video track and
+    plays its first audio track (`audio=False`: picture only; `muted` toggles the sound, also
+    from the page; `stats["audio"]` says what the page played, as AudioView's). The view stops
+    by itself when the track ends and when the widget is closed; `set_source()` switches to
+    another track. Local streams (what you publish) can be previewed too.
     """
 
-    _esm = pathlib.Path(__file__).with_name("video.js")
-    _css = pathlib.Path(__file__).with_name("video.css")
+    _esm = with_audio_player("video.js")
+    _css = "\n".join(
+        pathlib.Path(__file__).with_name(name).read_text(encoding="utf-8")
+        for name in ("video.css", "audio.css")
+    )
 
     status = traitlets.Unicode("waiting").tag(sync=True)  # waiting|live|paused|no video|ended|error
     message = traitlets.Unicode("").tag(sync=True)  # why, for humans (shown over the picture)
@@ -136,6 +149,7 @@ class VideoView(anywidget.AnyWidget):
     max_fps = traitlets.Float(30.0).tag(sync=True)
     # A knob for tests and demos: the browser delays each ack by this much (a slow browser).
     ack_delay_ms = traitlets.Int(0).tag(sync=True)
+    muted = traitlets.Bool(False).tag(sync=True)  # the sound of a stream with audio
 
     def __init__(
         self,
@@ -146,6 +160,8 @@ class VideoView(anywidget.AnyWidget):
         ack_timeout: float = 3.0,
         rendered_timeout: float = 10.0,
         qscale: int = 5,
+        audio: bool = True,
+        muted: bool = False,
         **kwargs: Any,
     ) -> None:
         for name, value in (
@@ -159,9 +175,11 @@ class VideoView(anywidget.AnyWidget):
             raise ValueError(
                 f"qscale must be an integer from 2 (best) to 31 (smallest), got {qscale!r}"
             )
+        if not isinstance(audio, bool) or not isinstance(muted, bool):
+            raise TypeError(f"audio and muted must be True or False, got {audio!r}, {muted!r}")
         track = video_track(source)  # raises on a bad source before any comm opens
         check_options(type(self), kwargs)
-        super().__init__(max_fps=float(max_fps), title=title, **kwargs)
+        super().__init__(max_fps=float(max_fps), title=title, muted=muted, **kwargs)
         self.ack_timeout = ack_timeout
         self.rendered_timeout = rendered_timeout
         self._encoder = JpegEncoder(qscale)
@@ -192,8 +210,13 @@ class VideoView(anywidget.AnyWidget):
         self.bytes_sent = 0
         self.latency_samples: deque[float] = deque(maxlen=600)  # ms, capture -> drawn
         self._dropped_before = 0  # frames skipped by earlier subscriptions
+        self.audio = audio
+        self._audio = AudioPump(self, self._resources)
+        self._audio.set_track(self._sound_track(source))
         self.on_msg(self._resources.hop(self._on_browser_message))
         self._task = self._resources.spawn(self._run(), "video") if running_loop() else None
+        if self._task is not None:
+            self._resources.spawn(self._audio.run(), "video-audio")
         if self._task is None:
             self._set_status("error", "VideoView needs a running asyncio loop (a Jupyter kernel)")
 
@@ -256,12 +279,25 @@ class VideoView(anywidget.AnyWidget):
             "rtt_ms": None if self._rtt_ms is None else round(self._rtt_ms, 2),
             "latency_ms": None if self._latency_ms is None else round(self._latency_ms, 2),
             "latency_kind": self._latency_kind,
+            "audio": self._audio.stats if self._audio.track is not None else None,
         }
+
+    @property
+    def audio_latency_samples(self) -> deque[float]:
+        """Capture-to-speaker latencies (ms) of the stamped sound the page played."""
+        return self._audio.latency_samples
+
+    def _sound_track(self, source: VideoSource) -> MediaStreamTrack | None:
+        """The audio track played with the picture: a stream's first one, unless audio=False."""
+        if not self.audio or not isinstance(source, MediaStream):
+            return None
+        return audio_track(source, "VideoView")
 
     def set_source(self, source: VideoSource) -> None:
         """Show another track or stream (None: show nothing until given one)."""
         track = video_track(source)
         self._source = source
+        self._audio.set_track(self._sound_track(source))
         if track is self._track:
             return
         self._track = track
@@ -296,6 +332,7 @@ class VideoView(anywidget.AnyWidget):
         resources = getattr(self, "_resources", None)  # None: __init__ raised (bad source)
         if resources is not None:
             resources.close()
+            self._audio.close()
             if self._sub is not None:
                 self._sub.stop()
         super().close()
@@ -308,6 +345,9 @@ class VideoView(anywidget.AnyWidget):
         frontend = str(content.get("frontend", ""))
         if kind in ("rendered", "views"):
             count_views(self._views, frontend, content)
+            if frontend not in self._views:
+                self._audio.forget_page(frontend)
+            self._audio.set_rendered(bool(self._views))
             if self._views:
                 self._rendered.set()
             else:
@@ -317,6 +357,8 @@ class VideoView(anywidget.AnyWidget):
             self._credit.set()
         elif kind == "ack":
             self._on_ack(int(content.get("seq", -1)), float(content.get("delay", 0) or 0))
+        else:
+            self._audio.handle(content)
 
     def _on_ack(self, seq: int, delay_ms: float) -> None:
         now = time.monotonic()
