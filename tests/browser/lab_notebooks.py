@@ -36,14 +36,13 @@ def cell_with(lab: Lab, source: str) -> int:
     return index
 
 
-def run_all_but_last(lab: Lab, timeout: float = 90) -> int:
-    """Run every cell above the last code cell (the clean-up) as "Run All Above" does, wait
-    for them, and return the index of that last cell."""
-    cells = code_cells(lab)
-    last = cells[-1]
-    lab.execute_at(last, "notebook:run-all-above")
-    lab.wait_cells_done(cells[:-1], timeout=timeout)
-    return last
+def run_all_above(lab: Lab, source: str, timeout: float = 90) -> int:
+    """Run every cell above the first cell whose source contains `source` (as "Run All Above"
+    does), wait for them, and return that cell's index (not run)."""
+    stop = cell_with(lab, source)
+    lab.execute_at(stop, "notebook:run-all-above")
+    lab.wait_cells_done([i for i in code_cells(lab) if i < stop], timeout=timeout)
+    return stop
 
 
 def output_of(lab: Lab, source: str) -> Any:
