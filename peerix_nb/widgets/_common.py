@@ -83,6 +83,23 @@ def display_name(metadata: Any, fallback: str) -> str:
     return fallback
 
 
+async def wait_trait(widget: Any, name: str, value: object, timeout: float | None = None) -> None:
+    """Wait until trait `name` of `widget` equals `value` (a view's status, say)."""
+    if getattr(widget, name) == value:
+        return
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def check(change: Any) -> None:
+        if change["new"] == value and not future.done():
+            future.set_result(None)
+
+    widget.observe(check, names=[name])
+    try:
+        await asyncio.wait_for(future, timeout)
+    finally:
+        widget.unobserve(check, names=[name])
+
+
 def count_views(views: dict[str, int], frontend: str, content: dict[str, Any]) -> None:
     """Record a page's "rendered"/"views" message in `views` (frontend id -> how many views of
     the widget that page shows); a page showing none is forgotten. The widgets' JS sends one

@@ -70,7 +70,15 @@ from ..media import (
     TapTrack,
     relayed,
 )
-from ._common import Resources, check_options, count_views, describe, logger, running_loop
+from ._common import (
+    Resources,
+    check_options,
+    count_views,
+    describe,
+    logger,
+    running_loop,
+    wait_trait,
+)
 
 RATE = 48_000
 FRAME = 960  # samples in 20 ms
@@ -587,19 +595,7 @@ class AudioView(anywidget.AnyWidget):
 
     async def wait_status(self, status: str, timeout: float | None = None) -> None:
         """Wait until the view's status is `status` ("live", "ended", ...)."""
-        if self.status == status:
-            return
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def check(change: Any) -> None:
-            if change["new"] == status and not future.done():
-                future.set_result(None)
-
-        self.observe(check, names=["status"])
-        try:
-            await asyncio.wait_for(future, timeout)
-        finally:
-            self.unobserve(check, names=["status"])
+        await wait_trait(self, "status", status, timeout)
 
     def close(self) -> None:
         """Stop pushing sound, release the track and close the widget."""
