@@ -4,10 +4,12 @@ Run: `python -m tools.room_screenshot [--out docs/img/room-widget.png]` (~30 s; 
 /usr/bin/chromium and Playwright, as the browser tests do).
 
 One kernel, three peers on the process-wide MemoryDriver: `ada` is driven by a RoomWidget,
-`bob` and `cleo` are scripted: each publishes a synthetic stream (320x240, 30 fps) and greets
-ada when her chat channel opens; bob answers what she says. The script clicks Join as a person
-would, types a line into the chat, waits until the roster shows both remotes connected, both
-video tiles are drawing and four chat lines are there, shows only the connection and channel
+`bob` and `cleo` are scripted: each publishes a synthetic stream (320x240, 30 fps, and its
+440 Hz tone) and greets ada when her chat channel opens; bob answers what she says. The script
+clicks Join as a person would, types a line into the chat, waits until the roster shows both
+remotes connected, both video tiles are drawing and playing their sound (level meters lit;
+Chromium runs with `--autoplay-policy=no-user-gesture-required`, testbed.lab.CHROMIUM_ARGS, so
+no click is needed) and four chat lines are there, shows only the connection and channel
 rows of the event table (its group toggles), then screenshots the widget element (PNG; the
 palette is reduced with Pillow when the file would exceed 200 KB).
 """
@@ -47,7 +49,7 @@ async def scripted(name, greeting):
             e.remote.send(f"welcome, ada! you said: {e.data}", label="chat")
 
     await peer.open("chat")
-    await peer.publish(synthetic(audio=False, width=320, height=240), label="camera")
+    await peer.publish(synthetic(width=320, height=240), label="camera")  # bars and a tone
     await peer.join(room="lobby", metadata={"name": name})
     return peer
 
@@ -63,9 +65,27 @@ READY = """() => {
     const connected = room.querySelectorAll(".peerix-roster tr[data-state='connected']").length;
     const tiles = [...room.querySelectorAll('.peerix-tile .peerix-video')];
     const drawing = tiles.filter(t => t.classList.contains('has-frame') && +t.dataset.frames > 30);
+    // each tile's sound plays and its meter shows the tone (well above silence)
+    const sounding = [...room.querySelectorAll('.peerix-tile .peerix-audio')].filter(
+        a => a.dataset.state === 'playing' && +a.dataset.played > 1 && +a.dataset.level > -40);
     const lines = room.querySelectorAll('.peerix-chat-msg').length;
-    return connected === 2 && drawing.length === 2 && lines >= 4;
+    return connected === 2 && drawing.length === 2 && sounding.length === 2 && lines >= 4;
 }"""
+
+
+# A loaded machine makes frames and sound late for a while: shoot a representative moment, both
+# tiles at a steady frame rate and latency, both sounds playing (not buffering after an underrun).
+STEADY = """() => {
+    const tiles = [...document.querySelectorAll('.peerix-room .peerix-tile .peerix-video')];
+    const sounds = [...document.querySelectorAll('.peerix-room .peerix-tile .peerix-audio')];
+    return tiles.length === 2 && sounds.length === 2
+        && tiles.every(t => +t.dataset.fps >= 15 && t.dataset.latency !== '' && +t.dataset.latency < 400)
+        && sounds.every(a => a.dataset.state === 'playing' && +a.dataset.level > -40);
+}"""
+
+
+TILES = """() => [...document.querySelectorAll('.peerix-room .peerix-tile')].map(t => ({
+    ...t.querySelector('.peerix-video')?.dataset, sound: {...t.querySelector('.peerix-audio')?.dataset}}))"""
 
 
 FILTERED = """() => {
@@ -99,6 +119,12 @@ def shoot(out: Path) -> int:
         page.wait_for_function(FILTERED)
         # JupyterLab's focus ring and the caret do not belong in the picture
         page.evaluate("() => document.activeElement && document.activeElement.blur()")
+        try:
+            page.wait_for_function(STEADY, timeout=120_000, polling=100)
+        except Exception as e:
+            raise SystemExit(
+                f"the tiles never were steady (machine too busy?): {page.evaluate(TILES)}"
+            ) from e
         png = room.screenshot()
         lab.server.shutdown_kernels()
     if len(png) > MAX_BYTES:
