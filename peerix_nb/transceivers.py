@@ -1,8 +1,9 @@
 """The media of one connection: outgoing senders and incoming tracks (docs/PROTOCOL.md "Media").
 
-Every sender holds one `SenderTrack` for life, whose source is a relay subscription of a
-published track, swapped on republish and cleared on unpublish (direction `inactive`, m-line
-kept and reused). Incoming tracks are named by (mid, msid stream id) and drained by a
+Every sender holds one `SenderTrack` for life, whose source is a published track, swapped on
+republish and cleared on unpublish (direction `inactive`, m-line kept and reused); it reads the
+track's shared encoder (media/encoding.py: one encoder per track and codec, whatever the number
+of remotes) or, for codecs it cannot make, a relay subscription of its frames. Incoming tracks are named by (mid, msid stream id) and drained by a
 `media.Tap` from the moment they appear. `Transceivers` does this for one RemotePeer: it is
 told when to look (after each exchange, when the published streams change) and reports what
 it saw as events; it does not negotiate (the RemotePeer does, when `sync_outgoing` says so).
@@ -18,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import SessionDescription
-from av import AudioFrame, VideoFrame
+from av import AudioFrame, Packet, VideoFrame
 
 from . import _aiortc, mlines
 
@@ -37,96 +37,230 @@ class SenderTrack(MediaStreamTrack):
 
     Why: aiortc's sender loop ends for good when its track's recv() raises, and stopping a relay
     proxy that the loop is waiting on leaves that wait hanging. So each sender reads from this
-    wrapper, which switches between relay subscriptions of the published tracks (or idles with no
-    source) without ever ending while the connection lives.
+    wrapper, which switches between published tracks (or idles with no source) without ever
+    ending while the connection lives.
+
+    What it reads of a source: once the sender runs, its codec is fixed (aiortc picks it once);
+    if a shared encoder can make that codec (media/encoding.py), the encoded packets of the
+    source's one `SharedEncoder` for it, which the sender only packetises: a track sent to N
+    remotes is encoded once, not N times. Before that, and for other codecs, a relay
+    subscription of the source's frames, which the sender encodes itself. `bind()` passes the
+    remote's keyframe requests and bitrate estimate on to the shared encoder.
     """
 
     def __init__(self, kind: str) -> None:
         super().__init__()
         self.kind = kind
-        self._source: MediaStreamTrack | None = None
+        self._source: MediaStreamTrack | None = None  # the published track
+        self._reader: MediaStreamTrack | None = None  # what recv() reads of it
+        self._transceiver: RTCRtpTransceiver | None = None
+        self._codec: str | None = None  # the sender's codec (lower-case MIME type) once it runs
+        self._lost = False  # the sender dropped packets we gave it (its direction did not send)
         self._wakeup: asyncio.Future[None] | None = None
         # Time stamps stay increasing across sources: a republished track starts again at
         # pts 0, and libvpx refuses a frame older than the last one ("Invalid data found when
-        # processing input"), which ends the sender for good.
+        # processing input"), which ends the sender for good; RTP timestamps going back would
+        # confuse the remote's jitter buffer as much.
         self._last: tuple[int, Any] | None = None  # pts and time base of the last frame
         self._offset = 0  # added to the current source's pts
         self._fresh = False  # the next frame is the current source's first
 
+    def bind(self, transceiver: RTCRtpTransceiver) -> None:
+        """Belong to `transceiver`, whose sender holds this track: its negotiated codec picks
+        the shared encoder, and its remote's keyframe requests and bitrate estimate reach it."""
+        self._transceiver = transceiver
+        _aiortc.on_keyframe_request(transceiver.sender, self._keyframe_requested)
+
+    @property
+    def reader(self) -> MediaStreamTrack | None:
+        """What the sender reads now: a relay subscription of the source (frames) or a
+        subscriber of its shared encoder (`media.encoding.EncodedTrack`, packets)."""
+        return self._reader
+
     def set_source(self, source: MediaStreamTrack | None) -> None:
+        """Send the published track `source` from now on, or nothing (None)."""
         old, self._source = self._source, source
+        reader = self._reader
         if source is not old:
             self._fresh = True
-        if self._wakeup is not None and not self._wakeup.done():
-            self._wakeup.set_result(None)
-        if old is not None and old is not source:
-            old.stop()
+            self._reader = self._open(source) if source is not None else None
+        self._wake()
+        if reader is not None and reader is not self._reader:
+            reader.stop()
+
+    def _open(self, source: MediaStreamTrack) -> MediaStreamTrack:
+        """A reader of `source`: its shared encoder's packets if one can make the sender's
+        codec, else its frames (a relay subscription: senders sharing a track would split its
+        frames)."""
+        from .media import relayed
+        from .media.encoding import encoded
+
+        if self._shared(source):
+            assert self._codec is not None
+            return encoded(source, self._codec, self._target_bitrate)
+        return relayed(source)
+
+    def _shared(self, source: MediaStreamTrack) -> bool:
+        """Whether a shared encoder makes what the sender sends of `source`."""
+        from .media.encoding import SHARED_CODECS
+
+        codec = self._codec
+        return codec in SHARED_CODECS and codec.startswith(f"{source.kind}/")
+
+    def _started(self) -> None:
+        """The sender reads for the first time: it runs, and its codec is the transceiver's
+        first negotiated one, for the sender's whole life (aiortc starts a sender once)."""
+        transceiver = self._transceiver
+        codecs = _aiortc.codecs(transceiver) if transceiver is not None else []
+        self._codec = codecs[0].mimeType.lower() if codecs else ""
+        source, reader = self._source, self._reader
+        if source is not None and self._shared(source):
+            self._reader = self._open(source)
+            if reader is not None:
+                reader.stop()  # after: the source's tap keeps a subscriber throughout
+
+    def _target_bitrate(self) -> int | None:
+        transceiver = self._transceiver
+        return _aiortc.sender_target_bitrate(transceiver.sender) if transceiver else None
+
+    def _keyframe_requested(self) -> None:
+        """The remote asked for a keyframe (PLI/FIR): a shared encoder makes one for all.
+        (A sender that encodes itself was already told by aiortc.)"""
+        request = getattr(self._reader, "request_keyframe", None)
+        if request is not None:
+            request()
 
     async def recv(self) -> Any:
+        from .media.encoding import EncodedTrack
+
         loop = asyncio.get_running_loop()
+        if self._codec is None:
+            self._started()
         while True:
             if self.readyState != "live":
                 raise MediaStreamError
-            source = self._source
-            self._wakeup = loop.create_future()
-            if source is None:
-                await self._wakeup
-                continue
-            pending = asyncio.ensure_future(source.recv())
+            source, reader = self._source, self._reader
+            try:
+                if source is None or reader is None:
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                if isinstance(reader, EncodedTrack):
+                    # A shared encoder's packets: one future per wait, woken by the packet or
+                    # by a swap of the source (no task per packet, unlike frames below).
+                    item = reader.poll()
+                    if item is None:
+                        self._wakeup = loop.create_future()
+                        reader.on_ready = self._wake
+                        await self._wakeup
+                        continue
+                    if not self._sending():
+                        self._lost = True  # the sender drops what we return now
+                    elif self._lost:
+                        self._lost = False
+                        if not item.is_keyframe:
+                            # The remote missed packets (a keyframe among them, maybe): it
+                            # could not decode the deltas that follow. Restart at a keyframe.
+                            reader.resync()
+                            continue
+                else:
+                    item = await self._read(reader, loop)
+                    if item is None:
+                        continue  # the source was swapped while we waited
+                return self._stamped(item)
+            except MediaStreamError:
+                if reader is not None and reader is self._reader:
+                    # the published track ended: idle, keep the sender
+                    self._source = self._reader = None
+                    reader.stop()
+            finally:
+                # Idling with these set would keep the unpublished source alive: a finished
+                # read's MediaStreamError has a traceback that holds the old subscriber, its
+                # tap, the tap's last frame and the source track.
+                del source, reader
+
+    async def _read(self, reader: MediaStreamTrack, loop: asyncio.AbstractEventLoop) -> Any:
+        """The next frame of `reader`, or None if the source is swapped meanwhile."""
+        self._wakeup = loop.create_future()
+        pending = asyncio.ensure_future(reader.recv())
+        try:
             try:
                 await asyncio.wait((pending, self._wakeup), return_when=asyncio.FIRST_COMPLETED)
             except asyncio.CancelledError:
                 pending.cancel()
                 raise
             if not pending.done():
-                pending.cancel()  # the source was swapped while we waited
-                continue
-            try:
-                return self._stamped(pending.result())
-            except MediaStreamError:
-                if source is self._source:  # the published track ended: idle, keep the sender
-                    self._source = None
-                    source.stop()
-            finally:
-                # Idling with these set would keep the unpublished source alive: the finished
-                # read holds its MediaStreamError, whose traceback holds the old subscriber,
-                # its tap, the tap's last frame and the source track.
-                del pending, source
+                pending.cancel()
+                return None
+            return pending.result()
+        finally:
+            del pending  # see recv()
 
-    def _stamped(self, frame: Any) -> Any:
-        """`frame`, or a copy of it placed after the last frame sent (see `_last`)."""
-        if not isinstance(frame, VideoFrame | AudioFrame) or frame.pts is None:
-            return frame
-        base = frame.time_base
+    def _sending(self) -> bool:
+        transceiver = self._transceiver
+        return transceiver is None or _aiortc.sender_enabled(transceiver.sender)
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    def _stamped(self, item: Any) -> Any:
+        """`item` (a frame, or an encoded packet), or a copy of it placed after the last one
+        sent (see `_last`)."""
+        if not isinstance(item, VideoFrame | AudioFrame | Packet) or item.pts is None:
+            return item
+        base = item.time_base
         if self._fresh:
             self._fresh = False
             self._offset = 0
             if self._last is not None and base:
                 last = int(self._last[0] * self._last[1] / base)
-                step = (
-                    frame.samples if isinstance(frame, AudioFrame) else int(Fraction(1, 30) / base)
-                )
-                if frame.pts <= last:
-                    self._offset = last + max(step, 1) - frame.pts
+                if item.pts <= last:
+                    self._offset = last + max(self._step(item), 1) - item.pts
         if self._offset:
-            # Frames are shared by every sender of a track (media.Tap): re-stamp a copy.
-            copy: VideoFrame | AudioFrame
-            if isinstance(frame, VideoFrame):
-                copy = VideoFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name)
-            else:
-                audio = AudioFrame.from_ndarray(
-                    frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name
-                )
-                audio.sample_rate = frame.sample_rate
-                copy = audio
-            copy.pts, copy.time_base = frame.pts + self._offset, base
-            frame = copy
-        self._last = (frame.pts, base)
-        return frame
+            # Frames and packets are shared by every sender of a track: re-stamp a copy.
+            item = _copy_item(item)
+            item.pts += self._offset
+        self._last = (item.pts, base)
+        return item
+
+    def _step(self, item: VideoFrame | AudioFrame | Packet[Any]) -> int:
+        """One frame's duration in `item`'s time base (a video frame: 1/30 s)."""
+        assert item.time_base is not None
+        if isinstance(item, AudioFrame):
+            return item.samples
+        if isinstance(item, Packet) and self.kind == "audio":
+            return item.duration or int(Fraction(AUDIO_FRAME_SECONDS) / item.time_base)
+        return int(Fraction(1, 30) / item.time_base)
 
     def stop(self) -> None:
         super().stop()
         self.set_source(None)
+
+
+#: The length of one Opus frame aiortc sends.
+AUDIO_FRAME_SECONDS = Fraction(20, 1000)
+
+
+def _copy_item(
+    item: VideoFrame | AudioFrame | Packet[Any],
+) -> VideoFrame | AudioFrame | Packet[Any]:
+    """A copy of a frame or packet with the same pts and time base."""
+    copy: VideoFrame | AudioFrame | Packet[Any]
+    if isinstance(item, Packet):
+        copy = Packet(bytes(item))
+        copy.is_keyframe = item.is_keyframe
+        copy.duration = item.duration
+    elif isinstance(item, VideoFrame):
+        copy = VideoFrame.from_ndarray(item.to_ndarray(), format=item.format.name)
+    else:
+        audio = AudioFrame.from_ndarray(
+            item.to_ndarray(), format=item.format.name, layout=item.layout.name
+        )
+        audio.sample_rate = item.sample_rate
+        copy = audio
+    copy.pts, copy.time_base = item.pts, item.time_base
+    return copy
 
 
 @dataclass(slots=True)
@@ -179,8 +313,6 @@ class Transceivers:
     def sync_outgoing(self, pc: RTCPeerConnection, published: Mapping[str, MediaStream]) -> bool:
         """Bring the senders in line with the `published` streams; True if the connection
         needs a new offer (a direction or a stream id changed)."""
-        from .media import relayed
-
         # One sender per (track, stream): a track published in two streams (two labels) is
         # sent twice, once under each stream id, so that the remote shows both.
         wanted: dict[tuple[int, str], MediaStreamTrack] = {}
@@ -217,9 +349,10 @@ class Transceivers:
             if idle is None:
                 sender_track = SenderTrack(track.kind)
                 transceiver = pc.addTransceiver(sender_track, direction="sendonly")
+                sender_track.bind(transceiver)
                 idle = self.outgoing[transceiver] = _Outgoing(transceiver, sender_track)
             out = idle
-            out.track.set_source(relayed(track))
+            out.track.set_source(track)
             out.source, out.stream_id = track, stream_id
             # aiortc writes a random per-connection stream id into a=msid; Peerix receivers
             # group tracks and find labels by the published MediaStream's id.
@@ -236,13 +369,14 @@ class Transceivers:
     # -- incoming ---------------------------------------------------------------------------
     def sync_incoming(self, pc: RTCPeerConnection) -> None:
         """Turn the negotiated directions and msids into track/stream add and remove events."""
-        if pc.signalingState != "stable" or pc.remoteDescription is None:
+        # aiortc's own parse of the remote description: not `pc.remoteDescription`, which would
+        # write it out as text to be parsed a second time.
+        remote = _aiortc.remote_session_or_none(pc)
+        if pc.signalingState != "stable" or remote is None:
             return
         if not self.incoming and not pc.getTransceivers():
-            return  # data channels only: no m-line can carry a track (skip parsing the SDP)
-        remote_media = {
-            m.rtp.muxId: m for m in SessionDescription.parse(pc.remoteDescription.sdp).media
-        }
+            return  # data channels only: no m-line can carry a track
+        remote_media = {m.rtp.muxId: m for m in remote.media}
         current: dict[str, tuple[RTCRtpTransceiver, str, str]] = {}
         for transceiver in pc.getTransceivers():
             mid = transceiver.mid

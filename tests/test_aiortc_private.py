@@ -95,3 +95,91 @@ async def test_the_facts_the_accessors_rely_on() -> None:
 @pytest.mark.parametrize("package", ["aiortc", "aioice"])
 def test_checked_versions_are_recorded(package: str) -> None:
     assert re.fullmatch(r"\d+\.\d+\.\d+", _aiortc.CHECKED_ON[package])
+
+
+def test_every_rebound_global_is_still_read_by_its_function() -> None:
+    """_aiortc.REBOUND: functions of aiortc/aioice run with one module global replaced (the
+    certificate RTCPeerConnection.__init__ makes, the interface listing of aioice's gathering).
+    If the function stopped reading that global, the replacement would silently do nothing."""
+    assert _aiortc.REBOUND, "REBOUND lists nothing"
+    for function, name in _aiortc.REBOUND:
+        where = f"{function.__module__}.{function.__qualname__}"
+        assert name in function.__code__.co_names, f"{where} no longer reads {name}"
+        assert name in function.__globals__, f"{where}'s module has no {name}"
+
+
+async def test_a_peer_connection_makes_no_certificate_and_gathers_from_the_given_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """peer_connection() and use_host_addresses() on the installed aiortc and aioice."""
+    given = certificate.PeerCertificate.generateCertificate()
+    made: list[RTCCertificate] = []
+    generate = RTCCertificate.generateCertificate.__func__  # type: ignore[attr-defined]
+
+    def counted(cls: type[RTCCertificate]) -> RTCCertificate:
+        made.append(generate(cls))
+        return made[-1]
+
+    monkeypatch.setattr(RTCCertificate, "generateCertificate", classmethod(counted))
+    pc = _aiortc.peer_connection(make_configuration(None, "all"), given)
+    try:
+        assert made == []
+        pc.createDataChannel("", negotiated=True, id=0)
+        assert pc.sctp is not None
+        ice = pc.sctp.transport.transport
+        params = pc.sctp.transport.getLocalParameters()
+        assert [f.value for f in params.fingerprints] == [f.value for f in given.getFingerprints()]
+        asked: list[tuple[bool, bool]] = []
+
+        def addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            asked.append((use_ipv4, use_ipv6))
+            return ["127.0.0.1"]  # aioice leaves loopback out of its own list
+
+        _aiortc.use_host_addresses(ice, addresses)
+        await pc.setLocalDescription(await pc.createOffer())
+        assert asked == [(True, True)]
+        hosts = [c.ip for c in ice.iceGatherer.getLocalCandidates()]
+        assert hosts == ["127.0.0.1"]
+    finally:
+        await pc.close()
+
+
+async def test_keyframe_requests_and_bitrate_estimates_of_a_sender() -> None:
+    """on_keyframe_request(), sender_target_bitrate(), sender_enabled() and request_keyframe()
+    on the installed aiortc: a real sender's remote asks for a keyframe (RTCP PLI) and the
+    callback hears it; the sender's bitrate target exists once it read a frame and lies in
+    VP8's range; a negotiated sendonly sender sends."""
+    import asyncio
+
+    from aiortc.codecs import vpx
+
+    from peerix_nb import media
+
+    source = media.SyntheticVideoTrack(160, 120, 15)
+    config = make_configuration(None, "all")
+    sending, receiving = RTCPeerConnection(config), RTCPeerConnection(config)
+    loop = asyncio.get_running_loop()
+    got: asyncio.Future[object] = loop.create_future()
+    receiving.on("track", lambda t: got.done() or got.set_result(t))
+    heard = asyncio.Event()
+    try:
+        transceiver = sending.addTransceiver(media.relayed(source), direction="sendonly")
+        _aiortc.on_keyframe_request(transceiver.sender, heard.set)
+        assert _aiortc.sender_target_bitrate(transceiver.sender) is None  # no frame read yet
+        await sending.setLocalDescription(await sending.createOffer())
+        await receiving.setRemoteDescription(sending.localDescription)
+        await receiving.setLocalDescription(await receiving.createAnswer())
+        await sending.setRemoteDescription(receiving.localDescription)
+        track = await asyncio.wait_for(got, 10)
+        reader = media.relayed(track)  # drains the remote track (a Tap)
+        await asyncio.wait_for(reader.recv(), 10)  # a frame crossed: both sides run
+        bitrate = _aiortc.sender_target_bitrate(transceiver.sender)
+        assert bitrate is not None and vpx.MIN_BITRATE <= bitrate <= vpx.MAX_BITRATE
+        assert _aiortc.sender_enabled(transceiver.sender)  # sendonly, negotiated
+        assert await _aiortc.request_keyframe(receiving.getTransceivers()[0].receiver)
+        await asyncio.wait_for(heard.wait(), 10)
+        reader.stop()
+    finally:
+        source.stop()
+        await sending.close()
+        await receiving.close()
