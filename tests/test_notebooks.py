@@ -1,8 +1,9 @@
 """Every notebook in notebooks/ runs top to bottom on a fresh kernel, as a reader's would.
 
 nbclient executes each one in the notebook's folder with the `python3` kernel of this
-interpreter. Cells tagged `skip-execution` (those needing a browser: the camera) are skipped;
-tests/browser/test_browser_camera.py runs those in JupyterLab. `PEERIX_NATS_URL` is removed
+interpreter. Cells tagged `skip-execution` (those needing a browser: notebook 05's BrowserPeer
+and camera) are skipped; tests/browser/test_browser_camera.py runs those in JupyterLab. Notebook
+03 starts coturn's `turnserver` when it is installed (CI installs it). `PEERIX_NATS_URL` is removed
 from the kernel's environment, so notebook 03 starts (and stops) its own NATS server; one test
 runs 03 again against a server given in that variable, as `make lab` and Binder do.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -84,6 +87,7 @@ def test_every_notebook_is_listed() -> None:
         "05-browser-camera.ipynb",
         "06-bad-networks.ipynb",
         "07-inside-one-connection.ipynb",
+        "08-mesh-vs-sfu.ipynb",
     ]
 
 
@@ -116,12 +120,30 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
     elif name == "02-media.ipynb":
         assert "bob: stream:add 'camera' from ada" in output
         assert "bob: stream:remove 'camera' from ada" in output
-        assert images(notebook) == 1  # brightness over time
+        assert images(notebook) == 2  # brightness over time, the tone's waveform and spectrum
+        # Sound: 2 s of every 20 ms frame of the remote tone, its level, spectrum and stamps
+        assert "bob recorded 96000 samples (2.0 s)" in output
+        level = float(re.search(r"level (-?[\d.]+) dBFS", output)[1])
+        assert -23 < level < -17  # 0.2 of full scale (-17 dBFS), -3 dB in the stereo upmix
+        peak = float(re.search(r"peak of the spectrum: (\d+) Hz", output)[1])
+        assert 430 <= peak <= 450
+        stamps = re.search(r"audio stamps: (\d+), .* median (\d+) ms", output)
+        assert int(stamps[1]) >= 3 and 0 < int(stamps[2]) < 1000  # 2 per second, found after Opus
         assert output.count("as in the first m-line: True") == 3  # one bundled flow
         assert "republished: [('m=application', '-'), ('m=video', 'sendonly')" in output
     elif name == "03-across-notebooks.ipynb":
         assert "terminal says 'terminal got: hello from the notebook'" in output
         assert "terminal: left" in output  # the second process left on "bye"
+        assert "pc1 is connected and knows pc2 as:\n  prflx " in output  # learned from a check
+        assert "signaling rows since:" in output and "via the driver: 0" in output  # exercise 3
+        if shutil.which("turnserver") is None:  # CI installs coturn: these run there
+            assert "coturn's turnserver is not installed" in output
+        else:
+            assert "TURN server: turn:127.0.0.1:" in output
+            assert "[host -> host]" in output and "[relay -> relay]" in output  # pairs in use
+            assert "caller: relay 127.0.0.1:" in output  # exercise 1: relay on one side
+            assert "error: PEER_ICECANDIDATE_ERROR: no relay candidate" in output  # exercise 2
+            assert "connection:failed" in output
     elif name == "04-where-the-time-goes.ipynb":
         assert "30 attempts" in output  # six peers
         assert "connected after" in output  # the lossy driver
@@ -129,10 +151,12 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert "handlers ran on 1 thread(s); the event loop's: True" in output
         assert "CPU ratio 8 vs 4 peers" in output  # exercise 2
     elif name == "05-browser-camera.ipynb":
+        # BrowserPeer (7 cells, 2 of them exercises) and ipywebrtc (2): the browser test runs them
         skipped = [c for c in notebook.cells if SKIP_TAG in c.metadata.get("tags", [])]
-        assert len(skipped) == 2 and all(not c.get("outputs") for c in skipped)
+        assert len(skipped) == 9 and all(not c.get("outputs") for c in skipped)
         assert "publishing the synthetic stream" in output
         assert "bob received 10 frames of (480, 640, 3), 10 stamped" in output
+        assert "bob receives frames of (240, 320, 3)" in output  # exercise 3
     elif name == "06-bad-networks.ipynb":
         assert "loss 10%, delay 100 ms" in output  # video under loss
         assert "queue drops:" in output and images(notebook) == 1  # the stepping cap
@@ -151,6 +175,13 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert "key set: bob connection:connected" in output
         assert "offers made by the republish: 0" in output
         assert "cannot decrypt message" in output
+    elif name == "08-mesh-vs-sfu.ipynb":
+        assert "encoding all three sizes costs" in output  # the measured simulcast layers
+        assert images(notebook) == 1  # upload and CPU: mesh measured, mesh / SFU modelled
+        assert "each remote beyond the first adds" in output
+        # Six peers: one sender per remote, one shared encoder per camera.
+        assert "video senders per peer: [5], encoders per peer: [1]" in output
+        assert "a 2 Mbit/s uplink is full beyond N =" in output
     assert seconds < NOTEBOOK_TIMEOUT
 
 
