@@ -22,7 +22,10 @@ from ._common import loadavg
 
 # Options each module gets under `python -m bench` (not with --full).
 SUITE: dict[str, list[str]] = {
+    "audio": ["--window", "10", "--settle", "2"],  # 1 and 3 AudioViews, 10 s windows
+    "classroom": ["--sizes", "8", "--window", "5"],  # one class of 8 pages, and the reference
     "media": ["--runs", "2"],
+    "encode_once": ["--runs", "1", "--window", "4", "--receivers", "3", "6"],
     "memory": ["--runs", "2", "--idle", "5"],
     "soak": ["--quick"],
     "glare_storm": ["--quick"],

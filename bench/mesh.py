@@ -7,13 +7,19 @@ N*(N-1)/2 pairs, two raw RTCPeerConnections (`iceServers=[]`, max-bundle, negoti
 id 0) with offer and answer handed over in-process, all pairs at once; the clock stops when all
 channels are open. Both sides report wall time, the process CPU time over it (CPU s / wall s:
 1.0 means the event loop never waited) and, from per-connection ICE/DTLS state changes, how
-long the phases took and how many DTLS handshakes ran at once. Goal (issue 10): at most 1.5x
-raw for 8 and 16 peers.
+long the phases took and how many DTLS handshakes ran at once. Goals: at most 1.5x raw for 8
+peers (issue 10), at most 0.85x raw for 16 (issue 17: wall and CPU).
 
-Run: `python -m bench.mesh [--runs 7] [--sizes 8 16] [--profile] [--experiments]`.
+`--savings` measures, in the same alternating runs, peerix_nb with each of the per-connection
+savings undone at run time (the certificate aiortc makes in every RTCPeerConnection(), the
+interface listing of every gathering, the SDP written out again to be read, ICE credentials
+drawn a character at a time, ICE waiting for its next 20 ms pacing tick once its checks are
+done), and prints what each avoided operation costs and how often each setup does it per
+connection.
+
+Run: `python -m bench.mesh [--runs 7] [--sizes 8 16] [--savings] [--profile] [--experiments]`.
 `--profile` prints cProfile's top functions (cumulative) over the connect phase of the largest
-mesh for both setups; `--experiments` measures changes the library could make (no certificate
-made per connection, cached host addresses, paced joins), patched in at run time, against raw.
+mesh for both setups; `--experiments` measures paced joins against raw.
 """
 
 from __future__ import annotations
@@ -29,10 +35,11 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiortc import RTCPeerConnection
 
-from peerix_nb import MemoryDriver, Peer
+from peerix_nb import Event, MemoryDriver, Peer
 
 from ._common import alternate, loadavg, machine, median, raw_configuration
 
@@ -60,6 +67,9 @@ class Run:
     seconds: float
     cpu: float
     phases: list[Phases] = field(default_factory=list)
+    #: peerix_nb: pairs whose first offers crossed (`signal:restart`: the polite side started
+    #: over); the JOIN repeats of a run slower than 0.5 s make them (docs/PROTOCOL.md).
+    collisions: int = 0
 
 
 class Tracker:
@@ -166,9 +176,16 @@ async def peerix_mesh(
     driver = MemoryDriver()
     peers = [Peer(driver=driver) for _ in range(n)]
     tracker = Tracker(n * (n - 1))
+    collisions = 0
+
+    def collided(_event: Event) -> None:
+        nonlocal collisions
+        collisions += 1
+
     for peer in peers:
         peer.on("connection:new", lambda e: tracker.watch(e.remote.connection))
         peer.on("control:open", lambda e: tracker.opened(e.remote.connection))
+        peer.on("signal:restart", collided)
     room = f"mesh-{uuid.uuid4().hex[:8]}"
 
     async def start(started: float) -> None:
@@ -180,47 +197,246 @@ async def peerix_mesh(
     async def close() -> None:
         await asyncio.gather(*(peer.leave() for peer in peers))
 
-    return await measure(tracker, start, close, profiler, hold)
+    run = await measure(tracker, start, close, profiler, hold)
+    run.collisions = collisions
+    return run
 
 
-# -- experiments: what the library could change, patched in at run time ----------------------------
+# -- the per-connection savings, each undone at run time ------------------------------------------
 @contextlib.contextmanager
-def no_certificate_per_connection() -> Iterator[None]:
-    """aiortc still makes a certificate in every `RTCPeerConnection()` (~80 us, nearly all of
-    the constructor), which peerix_nb then replaces with its Peer's (peerix_nb/certificate.py):
-    hand every constructor one spare certificate instead, to measure what that waste costs."""
-    import aiortc.rtcpeerconnection as rtcpc
+def certificate_per_connection() -> Iterator[None]:
+    """Undo one saving: every RTCPeerConnection() makes its own certificate again (aiortc's
+    constructor), which the Peer's then replaces, as peerix_nb did before."""
+    from peerix_nb import certificate
 
-    from peerix_nb.certificate import PeerCertificate
+    def old(configuration: Any, owner: Any) -> RTCPeerConnection:
+        pc = RTCPeerConnection(configuration)
+        certificate.use_peer_certificate(pc, owner)
+        return pc
 
-    spare = PeerCertificate.generateCertificate()
-    real = rtcpc.RTCCertificate
-    rtcpc.RTCCertificate = type("Spare", (), {"generateCertificate": staticmethod(lambda: spare)})  # type: ignore[misc]
+    with _swapped(certificate, "connection", old):
+        yield
+
+
+@contextlib.contextmanager
+def interfaces_per_connection() -> Iterator[None]:
+    """Undo one saving: every gathering lists the network interfaces again (aioice's own)."""
+    from peerix_nb import _aiortc
+
+    with _swapped(_aiortc, "use_host_addresses", lambda ice, addresses: None):
+        yield
+
+
+@contextlib.contextmanager
+def credentials_per_character() -> Iterator[None]:
+    """Undo one saving: aioice draws each connection's ICE ufrag and password a character at a
+    time (a read of the OS's random source each), as before."""
+    from peerix_nb import _aiortc
+
+    with _swapped(_aiortc, "_gather_with_quick_credentials", lambda pc: None):
+        yield
+
+
+@contextlib.contextmanager
+def ice_waits_for_the_tick() -> Iterator[None]:
+    """Undo one saving: ICE returns only at the next 20 ms pacing tick after its check list is
+    done (aioice's own connect), not when it is done."""
+    from peerix_nb import _aiortc
+
+    with _swapped(_aiortc, "end_checks_when_done", lambda ice: None):
+        yield
+
+
+@contextlib.contextmanager
+def descriptions_written_again() -> Iterator[None]:
+    """Undo one saving: read the descriptions as text where peerix_nb did before (aiortc writes
+    its parsed description out at every `localDescription` / `remoteDescription` read), and
+    parse the remote one again for the incoming-track sync when there is media."""
+    from aiortc.sdp import SessionDescription
+
+    from peerix_nb.negotiation import Negotiation
+    from peerix_nb.transceivers import Transceivers
+
+    op_answer, apply_queued = Negotiation._op_answer, Negotiation._apply_queued_candidates
+    op_candidate, sync_incoming = Negotiation._op_candidate, Transceivers.sync_incoming
+
+    async def old_op_answer(self: Negotiation, description: dict[str, str]) -> None:
+        pc = self._connection()
+        if pc.signalingState == "have-local-offer":
+            _ = pc.localDescription.sdp if pc.localDescription is not None else ""  # mids
+        await op_answer(self, description)
+
+    async def old_apply_queued(self: Negotiation) -> None:
+        _ = self._connection().remoteDescription.sdp  # the ufrag, queued candidates or not
+        await apply_queued(self)
+
+    async def old_op_candidate(self: Negotiation, candidate: Any) -> None:
+        _ = self._connection().remoteDescription  # the ufrag of every trickled candidate
+        await op_candidate(self, candidate)
+
+    def old_sync_incoming(self: Transceivers, pc: RTCPeerConnection) -> None:
+        remote = pc.remoteDescription
+        stable = pc.signalingState == "stable" and remote is not None
+        if stable and (self.incoming or pc.getTransceivers()):
+            SessionDescription.parse(remote.sdp)
+        sync_incoming(self, pc)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_swapped(Negotiation, "_op_answer", old_op_answer))
+        stack.enter_context(_swapped(Negotiation, "_apply_queued_candidates", old_apply_queued))
+        stack.enter_context(_swapped(Negotiation, "_op_candidate", old_op_candidate))
+        stack.enter_context(_swapped(Transceivers, "sync_incoming", old_sync_incoming))
+        yield
+
+
+@contextlib.contextmanager
+def _swapped(owner: Any, name: str, value: Any) -> Iterator[None]:
+    """`owner.name = value` for the block (a benchmark on one loop: nothing else runs); the
+    owner's own attribute (a class's descriptor, not a bound method) comes back after it."""
+    missing = object()
+    original = vars(owner).get(name, missing)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        rtcpc.RTCCertificate = real  # type: ignore[misc]
+        if original is missing:
+            delattr(owner, name)
+        else:
+            setattr(owner, name, original)
+
+
+SAVINGS: dict[str, Callable[[], contextlib.AbstractContextManager[None]]] = {
+    "a certificate made per connection": certificate_per_connection,
+    "interfaces listed per connection": interfaces_per_connection,
+    "descriptions written out again": descriptions_written_again,
+    "ICE credentials drawn per character": credentials_per_character,
+    "ICE waits for its 20 ms tick": ice_waits_for_the_tick,
+}
 
 
 @contextlib.contextmanager
-def cached_host_addresses() -> Iterator[None]:
-    """aioice enumerates the network interfaces for every connection: ask once per run."""
+def counting(counts: dict[str, int]) -> Iterator[None]:
+    """Count, for the block, the work the savings avoid: certificates made, interface listings,
+    SDP texts written out (`str(SessionDescription)`) and parsed."""
     import aioice.ice
+    import ifaddr
+    from aiortc.rtcdtlstransport import RTCCertificate
+    from aiortc.sdp import SessionDescription
 
-    original = aioice.ice.get_host_addresses
-    cache: dict[tuple[bool, bool], list[str]] = {}
+    generate = RTCCertificate.generateCertificate.__func__  # type: ignore[attr-defined]
+    parse = SessionDescription.parse.__func__  # type: ignore[attr-defined]
+    write, adapters = SessionDescription.__str__, ifaddr.get_adapters
+    draw = aioice.ice.random_string
 
-    def cached(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-        key = (use_ipv4, use_ipv6)
-        if key not in cache:
-            cache[key] = original(use_ipv4, use_ipv6)
-        return list(cache[key])
+    def bump(key: str) -> None:
+        counts[key] = counts.get(key, 0) + 1
 
-    aioice.ice.get_host_addresses = cached
-    try:
+    def counted_generate(cls: Any) -> Any:
+        bump("certificates made")
+        return generate(cls)
+
+    def counted_adapters(*args: Any, **kwargs: Any) -> Any:
+        bump("interface listings")
+        return adapters(*args, **kwargs)
+
+    def counted_write(self: Any) -> str:
+        bump("SDP texts written out")
+        return write(self)
+
+    def counted_parse(cls: Any, text: str) -> Any:
+        bump("SDP texts parsed")
+        return parse(cls, text)
+
+    def counted_draw(length: int) -> str:
+        if length == 22:  # the password; the ufrag (4) comes with it
+            bump("ICE credentials drawn per character")
+        return draw(length)
+
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(
+            _swapped(RTCCertificate, "generateCertificate", classmethod(counted_generate))
+        )
+        stack.enter_context(_swapped(ifaddr, "get_adapters", counted_adapters))
+        stack.enter_context(_swapped(SessionDescription, "__str__", counted_write))
+        stack.enter_context(_swapped(SessionDescription, "parse", classmethod(counted_parse)))
+        stack.enter_context(_swapped(aioice.ice, "random_string", counted_draw))
         yield
-    finally:
-        aioice.ice.get_host_addresses = original
+
+
+async def unit_costs() -> dict[str, float]:
+    """Microseconds of each operation the savings avoid, on this machine now (timeit, best of
+    5 repeats of 200)."""
+    import timeit
+
+    import aioice.ice
+    import aioice.utils
+    from aiortc.rtcdtlstransport import RTCCertificate
+    from aiortc.sdp import SessionDescription
+
+    pc = RTCPeerConnection(raw_configuration())
+    pc.createDataChannel("", negotiated=True, id=0)
+    await pc.setLocalDescription(await pc.createOffer())
+    parsed = SessionDescription.parse(pc.localDescription.sdp)
+    text = str(parsed)
+    await pc.close()
+    ops: dict[str, Callable[[], object]] = {
+        "certificates made": RTCCertificate.generateCertificate,
+        "interface listings": lambda: aioice.ice.get_host_addresses(True, True),
+        "SDP texts written out": lambda: str(parsed),
+        "SDP texts parsed": lambda: SessionDescription.parse(text),
+        "ICE credentials drawn per character": lambda: (
+            aioice.utils.random_string(4),
+            aioice.utils.random_string(22),
+        ),
+    }
+    return {
+        name: min(timeit.repeat(op, number=200, repeat=5)) / 200 * 1e6 for name, op in ops.items()
+    }
+
+
+async def savings(n: int, runs: int) -> None:
+    """Each saving undone in turn, alternating with raw and with all savings, then the counts
+    of avoided work per connection and its unit cost."""
+    cases: dict[str, Callable[[], Awaitable[Run]]] = {
+        "raw aiortc": lambda: raw_mesh(n),
+        "peerix_nb": lambda: peerix_mesh(n),
+    }
+    for name, undo in SAVINGS.items():
+        cases[f"peerix_nb, {name}"] = patched(lambda: peerix_mesh(n), undo)
+    cases["peerix_nb, none of them (as before)"] = patched(
+        lambda: peerix_mesh(n), *SAVINGS.values()
+    )
+    print(f"\nload average before: {loadavg()}")
+    results = await alternate(runs, cases)
+    print(f"\nsavings, {n} peers, {runs} alternating runs each (each saving undone in turn):\n")
+    print(table(n, results, goal=""))
+    print(f"load average after: {loadavg()}")
+
+    connections = n * (n - 1)
+    counted: dict[str, dict[str, int]] = {}
+    for name, case in (
+        ("raw aiortc", cases["raw aiortc"]),
+        ("peerix_nb, as before", cases["peerix_nb, none of them (as before)"]),
+        ("peerix_nb", cases["peerix_nb"]),
+    ):
+        counts: dict[str, int] = {}
+        with counting(counts):
+            await case()
+        counted[name] = counts
+    costs = await unit_costs()
+    names = list(counted)
+    print(f"\nwork per RTCPeerConnection ({connections} in a {n}-peer mesh, one run each):\n")
+    print(
+        "| operation | cost (us) | "
+        + " | ".join(f"{name}: per connection" for name in names)
+        + " | saved per connection (us) |"
+    )
+    print("|---|---|" + "---|" * len(names) + "---|")
+    for op, cost in costs.items():
+        per = [counted[name].get(op, 0) / connections for name in names]
+        saved = (per[1] - per[2]) * cost
+        cells = " | ".join(f"{p:.2f}" for p in per)
+        print(f"| {op} | {cost:.1f} | {cells} | {saved:.0f} |")
 
 
 def patched(
@@ -277,18 +493,26 @@ def table(n: int, results: dict[str, list[Run]], goal: str = "<= 1.5") -> str:
     base_cpu = median([r.cpu for r in results[names[0]]])
     lines = [
         f"| {n} peers ({n * (n - 1) // 2} pairs) | median (s) | range (s) | CPU (s) | "
-        f"CPU s / wall s | ratio to {names[0]} | CPU ratio |",
-        "|---|---|---|---|---|---|---|",
+        f"CPU s / wall s | ratio to {names[0]} | CPU ratio | CPU ratio, run by run | "
+        "first offers collided per run |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in names:
         secs = [r.seconds for r in results[name]]
         cpu = median([r.cpu for r in results[name]])
         util = median([r.cpu / r.seconds for r in results[name]])
         ratio = median(secs) / base
+        # Each run against the baseline run next to it (alternating runs share the moment's
+        # load): the median of those ratios drifts less with the machine than medians do.
+        paired = median(
+            [r.cpu / b.cpu for r, b in zip(results[name], results[names[0]], strict=True)]
+        )
+        collided = sorted(r.collisions for r in results[name])
+        collisions = "-" if name == names[0] else ", ".join(str(c) for c in collided)
         lines.append(
             f"| {name} | {median(secs):.3f} | {min(secs):.3f}-{max(secs):.3f} | {cpu:.3f} | "
             f"{util:.2f} | {ratio:.2f}{f' (goal {goal})' if name != names[0] and goal else ''} | "
-            f"{cpu / base_cpu:.2f} |"
+            f"{cpu / base_cpu:.2f} | {paired:.2f} | {collisions} |"
         )
     return "\n".join(lines)
 
@@ -398,23 +622,18 @@ async def run(args: argparse.Namespace) -> None:
             {"raw aiortc": lambda n=n: raw_mesh(n), "peerix_nb": lambda n=n: peerix_mesh(n)},
         )
         print(f"{n}-peer full mesh, {args.runs} alternating runs each (join to all open):\n")
-        print(table(n, results))
+        print(table(n, results, goal="<= 0.85" if n >= 16 else "<= 1.5"))
         print()
         print(phases_table(results))
         print(f"load average after: {loadavg()}")
+    if args.savings:
+        await savings(max(args.sizes), args.runs)
     if args.experiments:
         n = max(args.sizes)
         print(f"\nload average before: {loadavg()}")
         cases: dict[str, Callable[[], Awaitable[Run]]] = {
             "raw aiortc": lambda: raw_mesh(n),
             "peerix_nb": lambda: peerix_mesh(n),
-            "+ no certificate made per connection": patched(
-                lambda: peerix_mesh(n), no_certificate_per_connection
-            ),
-            "+ cached host addresses": patched(lambda: peerix_mesh(n), cached_host_addresses),
-            "+ both": patched(
-                lambda: peerix_mesh(n), no_certificate_per_connection, cached_host_addresses
-            ),
         }
         for pace in args.pace:
             cases[f"paced joins ({pace * 1000:.0f} ms apart)"] = lambda pace=pace: peerix_mesh(
@@ -435,7 +654,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the largest mesh")
     parser.add_argument("--profile-runs", type=int, default=3, help="runs summed per profile")
     parser.add_argument("--top", type=int, default=30, help="functions listed per profile")
-    parser.add_argument("--experiments", action="store_true", help="measure library changes")
+    parser.add_argument(
+        "--savings", action="store_true", help="each per-connection saving undone in turn"
+    )
+    parser.add_argument("--experiments", action="store_true", help="measure paced joins")
     parser.add_argument(
         "--pace", type=float, nargs="+", default=[0.005, 0.02], help="seconds between paced joins"
     )

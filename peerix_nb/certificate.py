@@ -4,10 +4,14 @@ Why: aiortc's RTCPeerConnection makes a fresh EC key and self-signed certificate
 connection, and every DTLS transport builds a new OpenSSL context from it and recomputes its
 fingerprints for each SDP: about 0.4 ms a connection, ~10 % of a 16-peer mesh's connect time
 (bench/mesh.py). Browsers let one certificate serve many connections
-(RTCConfiguration.certificates); aiortc has no such option, so `use_peer_certificate` puts the
-Peer's certificate in the connection's private certificate list (through _aiortc.py) before its
-first transport is created. Measured: a 16-peer mesh then needs less CPU than raw aiortc
-(docs/BENCHMARKS.md).
+(RTCConfiguration.certificates); aiortc has no such option, so `connection` builds each
+RTCPeerConnection with the Peer's certificate from the start (through _aiortc.py): aiortc's
+constructor then makes none of its own, which was ~0.15 ms, most of the constructor. Measured:
+a 16-peer mesh then needs less CPU than raw aiortc (docs/BENCHMARKS.md).
+
+The certificates live in a weak map keyed by their Peer: each Peer's entry is made, read and
+renewed only on that Peer's loop, and a dict lookup or store is atomic, so Peers on two loops in
+two threads share no certificate and no lock is needed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import datetime
 import weakref
 from typing import Any
 
-from aiortc import RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsFingerprint
 
 from . import _aiortc
@@ -60,6 +64,17 @@ def of(owner: Any) -> PeerCertificate:
     if current is None or current.stale:
         current = _certificates[owner] = PeerCertificate.generateCertificate()
     return current
+
+
+def connection(configuration: RTCConfiguration, owner: Any) -> RTCPeerConnection:
+    """A new RTCPeerConnection for `owner` (a Peer) that uses its certificate and never made
+    one of its own."""
+    current = of(owner)
+    pc = _aiortc.peer_connection(configuration, current)
+    # Already so; kept in case a later aiortc builds its certificate list another way (the
+    # certificate made would then be wasted, which tests/test_setup_costs.py would notice).
+    _aiortc.set_certificates(pc, [current])
+    return pc
 
 
 def use_peer_certificate(pc: RTCPeerConnection, owner: Any) -> None:

@@ -1,4 +1,5 @@
-"""The connection settings every RemotePeer of a peer shares: ICE servers, policy, timeout.
+"""The connection settings every RemotePeer of a peer shares: ICE servers, policy, timeout,
+and the machine's addresses its ICE gatherings start from (`HostAddresses`).
 
 The checks run where the settings are given (Peer, BrowserPeer), so bad input fails in the
 cell that gave it.
@@ -6,8 +7,10 @@ cell that gave it.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
+import aioice.ice
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCIceTransportPolicy
 
 _ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
@@ -90,4 +93,57 @@ def turn_urls(configuration: RTCConfiguration) -> list[str]:
     return urls
 
 
-__all__ = ["check_connection_timeout", "make_configuration", "turn_urls"]
+class HostAddresses:
+    """The local addresses a Peer's ICE gatherings make host candidates from, listed once per
+    Peer instead of once per connection (aioice walks every network interface with ifaddr,
+    0.25-0.35 ms here, in each of the 240 gatherings of a 16-peer mesh).
+
+    Why a list kept for a while is safe: it only says which addresses get a host-candidate
+    socket. It is listed again at the next gathering after `refresh()`, which the Peer calls on
+    every join and a RemotePeer on a failed connection, before its retry. Meanwhile an address
+    that went away fails to bind and aioice skips it, as it would if the interface vanished
+    between its own listing and the bind; an interface that came up is offered from the next
+    refresh on. So a network change costs at most the connections made before a failure
+    noticed it, which then retry with the new list. Each Peer has its own instance, used only
+    on its loop: nothing is shared with another Peer or another thread.
+    """
+
+    def __init__(self) -> None:
+        self._lists: dict[tuple[bool, bool], list[str]] = {}
+        #: How many times the interfaces were listed (tests/test_setup_costs.py counts them).
+        self.listings = 0
+
+    def __call__(self, use_ipv4: bool = True, use_ipv6: bool = True) -> list[str]:
+        """aioice's `get_host_addresses(use_ipv4, use_ipv6)`, from this Peer's list."""
+        key = (use_ipv4, use_ipv6)
+        addresses = self._lists.get(key)
+        if addresses is None:
+            # Looked up at each listing: whatever aioice's function is now.
+            addresses = self._lists[key] = aioice.ice.get_host_addresses(use_ipv4, use_ipv6)
+            self.listings += 1
+        return list(addresses)  # aioice may keep or change what it gets
+
+    def refresh(self) -> None:
+        """List the interfaces again at the next gathering."""
+        self._lists.clear()
+
+
+# Keyed by Peer, as certificate.py's certificates: an entry is used on its Peer's loop only.
+_host_addresses: weakref.WeakKeyDictionary[Any, HostAddresses] = weakref.WeakKeyDictionary()
+
+
+def host_addresses(owner: Any) -> HostAddresses:
+    """The HostAddresses of `owner` (a Peer), made on first use."""
+    current = _host_addresses.get(owner)
+    if current is None:
+        current = _host_addresses[owner] = HostAddresses()
+    return current
+
+
+__all__ = [
+    "HostAddresses",
+    "check_connection_timeout",
+    "host_addresses",
+    "make_configuration",
+    "turn_urls",
+]

@@ -12,7 +12,6 @@ and the remote; it knows nothing of the Peer.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
@@ -20,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
-from . import mlines, receivers, rollback, sdp
+from . import _aiortc, mlines, receivers, rollback, sdp
 from .errors import ErrorCode, PeerixError
 from .signaling import ANSWER, CANDIDATE, OFFER
 from .transceivers import Emit, Spawn, Transceivers, accept_incoming_media
 
 if TYPE_CHECKING:
+    from aiortc.sdp import SessionDescription
+
     from .media import MediaStream
 
 #: Candidates held while waiting for the remote description they belong to.
@@ -39,7 +40,6 @@ OFFER_TIMEOUT = 3.0
 #: offer for a collision and ignore it).
 REOFFER_DELAY = 0.2
 
-_UFRAG = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
 
 Op = Callable[[], Awaitable[None]]
 #: `send(description, via)`: a `{type, sdp}` to the remote, over "control" or the "driver".
@@ -306,8 +306,11 @@ class Negotiation:
                 "signal:ignore", kind="answer", detail=f"no offer pending ({pc.signalingState})"
             )
             return
-        offered = pc.localDescription.sdp if pc.localDescription is not None else ""
-        if sdp.mids(description["sdp"]) != sdp.mids(offered):
+        # The mids of our pending offer from aiortc's parsed copy: `pc.localDescription` would
+        # write the whole description out as text, twice (see _aiortc.remote_session_or_none).
+        offered = _aiortc.pending_local_description(pc)
+        offered_mids = [m.rtp.muxId or None for m in offered.media] if offered else []
+        if sdp.mids(description["sdp"]) != offered_mids:
             # The answer to an offer we withdrew (OFFER_TIMEOUT), arriving late: it does not
             # fit the offer now pending, whose own answer is on its way.
             self._emit("signal:ignore", kind="answer", detail="answer to a withdrawn offer")
@@ -343,11 +346,13 @@ class Negotiation:
 
     # -- candidates (browsers trickle; aiortc puts its own in the SDP) -----------------------
     async def _op_candidate(self, candidate: dict[str, Any] | None) -> None:
-        remote = self._connection().remoteDescription
+        # aiortc's parsed remote description: `remoteDescription` would write it out as text
+        # for every trickled candidate.
+        remote = _aiortc.remote_session_or_none(self._connection())
         if remote is None or (
             candidate is not None
             and candidate.get("usernameFragment") is not None
-            and candidate["usernameFragment"] != _ufrag(remote.sdp)
+            and candidate["usernameFragment"] != _session_ufrag(remote)
         ):
             # docs/PROTOCOL.md: held until the description it belongs to is applied.
             if candidate is not None and len(self._pending_candidates) < MAX_QUEUED_CANDIDATES:
@@ -357,7 +362,10 @@ class Negotiation:
 
     async def _apply_queued_candidates(self) -> None:
         queued, self._pending_candidates = self._pending_candidates, []
-        ufrag = _ufrag(self._connection().remoteDescription.sdp)
+        if not queued:
+            return
+        remote = _aiortc.remote_session_or_none(self._connection())
+        ufrag = _session_ufrag(remote) if remote is not None else None
         for candidate in queued:
             if candidate.get("usernameFragment") in (None, ufrag):
                 await self._add_candidate(candidate)
@@ -383,6 +391,8 @@ class Negotiation:
             ) from None
 
 
-def _ufrag(text: str) -> str | None:
-    match = _UFRAG.search(text)
-    return match.group(1) if match else None
+def _session_ufrag(session: SessionDescription) -> str | None:
+    """The ICE ufrag of a parsed description: its first m-section's that has one, as the first
+    `a=ice-ufrag` line of its text (all are the same with max-bundle)."""
+    ufrags = (m.ice.usernameFragment for m in session.media if m.ice is not None)
+    return next((ufrag for ufrag in ufrags if ufrag is not None), None)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from .admission import MAX_HELD_MESSAGES as MAX_HELD_MESSAGES
 from .admission import PeerInfo, Verify
 from .channels import ChannelOptions, check_message
-from .config import check_connection_timeout, make_configuration
+from .config import check_connection_timeout, host_addresses, make_configuration
 from .datachannels import MAX_CHANNELS
 from .drivers.base import Driver
 from .drivers.memory import MemoryDriver
@@ -236,6 +236,7 @@ class Peer(Observable):
     async def _join(self, room: str, metadata: Any, verify: Verify | None) -> None:
         self.room, self.metadata, self._remotes.admission.verify = room, metadata, verify
         self.events.room = room
+        host_addresses(self).refresh()  # listed again at this join's first gathering
         driver = self.driver
         try:
             await self._link.subscribe(

@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCDataChannel, RTCPeerConnection
 
-from . import certificate, control, network
+from . import _aiortc, certificate, control, network
 from .channels import ChannelOptions, check_message
-from .config import check_connection_timeout, make_configuration, turn_urls
+from .config import check_connection_timeout, host_addresses, make_configuration, turn_urls
 from .control import MAX_CONTROL_MESSAGE
 from .datachannels import MAX_CHANNELS, DataChannels
 from .errors import ErrorCode, PeerixError
@@ -172,8 +172,8 @@ class RemotePeer:
 
     # -- the connection ---------------------------------------------------------------------
     def _create_connection(self) -> RTCPeerConnection:
-        pc = RTCPeerConnection(self._owner.configuration)
-        certificate.use_peer_certificate(pc, self._owner)
+        # The peer's certificate from the start: aiortc makes none for this connection.
+        pc = certificate.connection(self._owner.configuration, self._owner)
         network.apply(pc, network.effective(self))  # emulated conditions, if any (else nothing)
 
         @pc.on("connectionstatechange")
@@ -203,6 +203,11 @@ class RemotePeer:
         assert pc.sctp is not None  # created with the control channel
         dtls = pc.sctp.transport
         ice = dtls.transport
+        # Gathering takes the peer's list of local addresses instead of listing the network
+        # interfaces again (config.HostAddresses says why that is safe).
+        _aiortc.use_host_addresses(ice, host_addresses(self._owner))
+        # ICE returns when its check list is done, not at the next 20 ms pacing tick.
+        _aiortc.end_checks_when_done(ice)
 
         @ice.on("statechange")
         def on_ice_state() -> None:
@@ -275,6 +280,9 @@ class RemotePeer:
         """Mark the connection failed and close it; the Peer then re-JOINs this remote."""
         if self.state in ("failed", "closed"):
             return
+        # The peer JOINs this remote again: that attempt lists the interfaces afresh, in case a
+        # network change is what failed (config.HostAddresses).
+        host_addresses(self._owner).refresh()
         self._set_state("failed", detail=reason)
         await self.shutdown(reason, failed=True)
 

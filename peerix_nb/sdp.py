@@ -68,6 +68,8 @@ def _join(session: list[str], sections: list[list[str]]) -> str:
 def extension_ids(sdp: str) -> dict[str, int]:
     """URI -> id of every `a=extmap` line of a description."""
     ids: dict[str, int] = {}
+    if "a=extmap:" not in sdp:
+        return ids  # a data-only description, most of a mesh's: no line to look at
     for line in sdp.splitlines():
         match = _EXTMAP.match(line)
         if match:
@@ -146,6 +148,8 @@ class ExtensionIds:
         """`sdp` with every extension on the id the group uses for its URI; an extension new
         to the group takes its FIRST_IDS id (or its own) if free, else a free one, else is
         dropped."""
+        if "a=extmap:" not in sdp:
+            return sdp  # no extension to renumber (data channels only): unchanged
         mapping: dict[str, int | None] = {}
         for uri, ident in extension_ids(sdp).items():
             if uri in self.by_uri:
