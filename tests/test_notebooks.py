@@ -162,6 +162,8 @@ def test_notebook_runs_top_to_bottom(name: str) -> None:
         assert "queue drops:" in output and images(notebook) == 1  # the stepping cap
         assert "300 of 300" in output  # the reliable channel under loss
         assert "delay 50 ms, loss 10 %" in output  # setup on a bad path
+        assert "extra time 100 ms / 50 ms:" in output  # exercise 1
+        assert "ordered  : 200 of 200" in output and "unordered: 200 of 200" in output
     elif name == "07-inside-one-connection.ipynb":
         assert "InvalidStateError" in output  # an answer set in 'stable'
         assert "as in the data-only offer: True" in output  # renegotiation keeps ICE and DTLS
