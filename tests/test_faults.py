@@ -110,10 +110,13 @@ async def test_timeout_fails_the_connection_then_a_direct_join_reconnects():
     for rec in (rec_a, rec_b):
         names = rec.names()
         failed = names.index("connection:failed")
-        assert names[failed + 1] == "connection:closed"
-        assert (
-            names[failed + 1 :].count("connection:new") >= 1 and names[-1] == "connection:connected"
-        )
+        # The failed connection's next event is its close; the new connection's events may
+        # interleave with the close (the direct JOIN can arrive while aiortc is still closing).
+        old = rec.events[failed].remote
+        after = rec.events[failed + 1 :]
+        assert [e.name for e in after if e.remote is old][:1] == ["connection:closed"]
+        assert [e.name for e in after if e.remote is not old].count("connection:new") >= 1
+        assert names[-1] == "connection:connected"
         detail = rec.events[failed].detail
         assert "not connected within 1.0 s" in detail
     await leave_all([a, b])
