@@ -50,6 +50,7 @@ from peerix_nb.drivers.nats import NatsDriver
 from testbed.lab import CHROMIUM, CHROMIUM_ARGS, browser_missing
 
 from ._common import loadavg, machine
+from .media import thread_cpu
 
 WIDTH, HEIGHT, FPS = 320, 240, 15
 TEACHER = "teacher"
@@ -147,28 +148,6 @@ def page_server() -> Iterator[str]:
 
 
 # -- CPU per thread group, and Chromium's ----------------------------------------------------------
-def thread_group(thread: threading.Thread) -> str:
-    if thread is threading.main_thread():
-        return "event loop"
-    if thread.name.endswith("-decoder"):
-        return "decoders"
-    if thread.name.startswith("asyncio_"):
-        return "encoders (executor)"
-    return "other threads"
-
-
-def thread_cpu() -> dict[int, tuple[str, float]]:
-    """CPU seconds so far of every live Python thread, by native id, with its group."""
-    times: dict[int, tuple[str, float]] = {}
-    for thread in threading.enumerate():
-        if thread.ident is None or thread.native_id is None:
-            continue
-        with contextlib.suppress(OSError, ProcessLookupError):
-            clock = time.pthread_getcpuclockid(thread.ident)
-            times[thread.native_id] = (thread_group(thread), time.clock_gettime(clock))
-    return times
-
-
 def browser_cpu(browser_pid: int | None) -> float:
     """CPU seconds so far of Chromium (every process of it), 0 without one."""
     if browser_pid is None:
@@ -428,7 +407,7 @@ def saturated(result: Result) -> bool:
 
 
 def table(results: list[Result]) -> str:
-    groups = ["event loop", "decoders", "encoders (executor)", "other threads"]
+    groups = ["event loop", "decoders", "encoders", "other threads"]
     lines = [
         "| setup | students | last join -> all connected (s) | -> a frame from each (s) | "
         "frames/s per student: slowest / median | sent by the pages: slowest / median "
@@ -475,7 +454,7 @@ def verdict(results: list[Result]) -> str:
         if setup == "browser pages":
             busy["Chromium"] = full.chromium
         else:
-            busy["the students' encoders"] = full.cpu.get("encoders (executor)", 0.0)
+            busy["the students' encoders"] = full.cpu.get("encoders", 0.0)
         where = ""
         if full.sent_fps:
             # Did the kernel lose frames the pages sent, or did the pages send fewer?
