@@ -1,4 +1,5 @@
-"""Receivers follow payload-type renumbering (aiortc 1.16 private state).
+"""Receivers follow payload-type renumbering, and audio receivers hold back less (aiortc 1.16
+private state).
 
 Why: aiortc's createOffer() renumbers every transceiver's codecs to its own payload types
 (VP8=97, ...), also on m-lines the remote created with other numbers (Chrome: VP8=96, rtx=97).
@@ -8,6 +9,11 @@ camera went dark in the kernel as soon as the kernel renegotiated (tests/browser
 kernel polite). So after every exchange the started receivers get the negotiated map again
 (their private codec map, through _aiortc.py), and so does the transport's RTP router, which
 otherwise drops packets whose new payload type it still maps to another receiver.
+
+Audio: aiortc's audio receiver holds 4 Opus frames (80 ms) before it decodes one; a Peer's
+release each frame when the next arrives (see _aiortc.shorten_audio_jitter_buffer), set before
+any packet can arrive: the buffer releases one frame per packet, so frames held by then stay
+held for the connection's life.
 """
 
 from __future__ import annotations
@@ -28,3 +34,11 @@ def refresh_codecs(pc: RTCPeerConnection) -> None:
             table.update({c.payloadType: c for c in codecs if c.payloadType is not None})
             # ... and the transport's router delivers those payload types to it.
             _aiortc.route_payload_types(receiver, list(table))
+
+
+def shorten_audio_buffers(pc: RTCPeerConnection) -> None:
+    """Make every audio receiver of `pc` release each frame once the next one is in. Call it
+    before `pc`'s description that makes a receiver receive is set (offer: before
+    setLocalDescription; answer: before setLocalDescription of the answer)."""
+    for transceiver in pc.getTransceivers():
+        _aiortc.shorten_audio_jitter_buffer(transceiver)

@@ -34,6 +34,7 @@ async def _objects() -> tuple[RTCPeerConnection, list[object]]:
     ice = sctp.transport.transport
     connection = _aiortc.ice_connection(ice)
     objects: list[object] = [pc, transceiver, transceiver.sender, transceiver.receiver]
+    objects.append(getattr(transceiver.receiver, "_RTCRtpReceiver__jitter_buffer", None))
     objects += [sctp, sctp.transport, ice, connection, *_aiortc.stun_protocols(ice)]
     objects.append(RTCCertificate.generateCertificate())  # aiortc's own, not PeerCertificate
     return pc, objects
