@@ -188,28 +188,25 @@ def receiver_codecs(receiver: RTCRtpReceiver) -> dict[int, RTCRtpCodecParameters
     )
 
 
-#: Opus frames aiortc's audio jitter buffer holds back before it releases one (aiortc's own: 4).
-AUDIO_PREFETCH = 1
-
-
 @_touches(RTCRtpReceiver, "_RTCRtpReceiver__jitter_buffer")
-@_touches(JitterBuffer, "_prefetch")
-def shorten_audio_jitter_buffer(transceiver: RTCRtpTransceiver) -> None:
-    """Make an audio receiver release each Opus frame as soon as the next one arrives, instead
-    of when 4 more are in.
+def jitter_buffer(receiver: RTCRtpReceiver) -> Any:
+    """The object `receiver` reassembles its RTP packets with (see replace_jitter_buffer)."""
+    return getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
 
-    aiortc 1.16's RTCRtpReceiver makes `JitterBuffer(capacity=16, prefetch=4)` for audio and
-    takes no option: 60 of the 82 ms p50 from capture to the decoded frame in the kernel (on
-    loopback; with prefetch 1, 22 ms: bench/audio.py). The buffer reorders nothing whatever its
-    prefetch (a missing packet holds it until 16 are in, either way), so the prefetch only
-    delays; the listener's own jitter buffer (the page's, in AudioView) absorbs arrival jitter.
-    The buffer reads its prefetch at every packet: changed in place, nothing it holds is lost."""
-    if transceiver.kind != "audio":
-        return
-    receiver = transceiver.receiver
-    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
-    if isinstance(buffer, JitterBuffer) and buffer._prefetch > AUDIO_PREFETCH:
-        buffer._prefetch = AUDIO_PREFETCH
+
+@_touches(JitterBuffer, "_origin")
+def replace_jitter_buffer(receiver: RTCRtpReceiver, buffer: Any) -> bool:
+    """Make `receiver` reassemble its RTP packets with `buffer` (an object with aiortc's
+    `JitterBuffer.add(packet) -> (pli_flag, frame or None)`); False if it already took a packet
+    (then it keeps its own: nothing it holds is lost).
+
+    aiortc 1.16's RTCRtpReceiver makes its JitterBuffer in __init__, takes no option, and calls
+    only its `add()` for each packet (see audio_jitter.py for why audio needs another)."""
+    current = jitter_buffer(receiver)
+    if isinstance(current, JitterBuffer) and current._origin is not None:
+        return False
+    receiver._RTCRtpReceiver__jitter_buffer = buffer  # type: ignore[attr-defined]
+    return True
 
 
 @_touches(RTCDtlsTransport, "_rtp_router")

@@ -195,7 +195,7 @@ class Negotiation:
         offer = await pc.createOffer()
         text = self._as_browsers_want(offer.sdp)
         mlines.use_extension_ids(pc, sdp.extension_ids(text))
-        receivers.shorten_audio_buffers(pc)
+        receivers.use_audio_jitter_buffers(pc)
         await pc.setLocalDescription(RTCSessionDescription(sdp=text, type="offer"))
         self._send_description(pc.localDescription, via)
         if via == "control":
@@ -290,7 +290,7 @@ class Negotiation:
                 RTCSessionDescription(sdp=description["sdp"], type="offer")
             )
             accept_incoming_media(pc)
-            receivers.shorten_audio_buffers(pc)
+            receivers.use_audio_jitter_buffers(pc)
             answer = await pc.createAnswer()
             await pc.setLocalDescription(
                 RTCSessionDescription(sdp=self._as_browsers_want(answer.sdp), type="answer")

@@ -10,10 +10,8 @@ kernel polite). So after every exchange the started receivers get the negotiated
 (their private codec map, through _aiortc.py), and so does the transport's RTP router, which
 otherwise drops packets whose new payload type it still maps to another receiver.
 
-Audio: aiortc's audio receiver holds 4 Opus frames (80 ms) before it decodes one; a Peer's
-release each frame when the next arrives (see _aiortc.shorten_audio_jitter_buffer), set before
-any packet can arrive: the buffer releases one frame per packet, so frames held by then stay
-held for the connection's life.
+Audio receivers reassemble with audio_jitter.AudioJitterBuffer instead of aiortc's buffer,
+which holds 80 ms and, after one lost packet, ~300 ms for the rest of the call.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from __future__ import annotations
 from aiortc import RTCPeerConnection
 
 from . import _aiortc
+from .audio_jitter import AudioJitterBuffer
 
 
 def refresh_codecs(pc: RTCPeerConnection) -> None:
@@ -36,9 +35,14 @@ def refresh_codecs(pc: RTCPeerConnection) -> None:
             _aiortc.route_payload_types(receiver, list(table))
 
 
-def shorten_audio_buffers(pc: RTCPeerConnection) -> None:
-    """Make every audio receiver of `pc` release each frame once the next one is in. Call it
-    before `pc`'s description that makes a receiver receive is set (offer: before
-    setLocalDescription; answer: before setLocalDescription of the answer)."""
+def use_audio_jitter_buffers(pc: RTCPeerConnection) -> None:
+    """Give every audio receiver of `pc` an AudioJitterBuffer (aiortc's own holds 80 ms, and
+    ~300 ms for good after one lost packet: see audio_jitter.py). Call it before the
+    description that makes a receiver receive is set (offer: before setLocalDescription;
+    answer: before setLocalDescription of the answer), so no packet reaches aiortc's first."""
     for transceiver in pc.getTransceivers():
-        _aiortc.shorten_audio_jitter_buffer(transceiver)
+        receiver = transceiver.receiver
+        if transceiver.kind == "audio" and not isinstance(
+            _aiortc.jitter_buffer(receiver), AudioJitterBuffer
+        ):
+            _aiortc.replace_jitter_buffer(receiver, AudioJitterBuffer())
