@@ -1,12 +1,15 @@
 """AudioView in real JupyterLab + headless Chromium: capture-to-speaker latency, underruns and
 kernel CPU for one and for three views, next to a VideoView of the same stream.
 
-Run: `python -m bench.audio [--window 20] [--settle 3] [--batch 2] [--json FILE]` (about
-1.5 min with the defaults; `--batch 1` sends every 20 ms frame in its own message).
+Run: `python -m bench.audio [--window 20] [--settle 3] [--batch 1] [--sender process|kernel]
+[--json FILE]` (about 2 min with the defaults).
 
-Setup: one kernel, two `Peer`s on a MemoryDriver; `sender` publishes `media.synthetic()`
-(320x240 at 15 fps, every frame stamped with its send time; a 440 Hz tone with an audio stamp
-every 0.5 s), `receiver` gets the remote stream over a real aiortc connection (VP8, Opus).
+Setup: the sending peer publishes `media.synthetic()` (320x240 at 15 fps, every frame stamped
+with its send time; a 440 Hz tone with an audio stamp every 0.5 s) as "camera". By default it
+runs in its own process (testbed/nats_peer_proc.py, over a nats-server started here), as a
+remote camera and microphone would: the kernel only receives. `--sender kernel` puts it in the
+kernel too (two Peers on a MemoryDriver): the kernel then also paces and encodes the source.
+The kernel's `receiver` gets the remote stream over a real aiortc connection (VP8, Opus).
 A `VideoView` of the stream's video track (picture only) runs all along; then one, then three
 `AudioView`s of the same stream are added. A window of `--window` seconds is measured with the
 picture alone (the baseline), with one and with three AudioViews.
@@ -18,8 +21,10 @@ AudioView reports it: the page clock is brought to the kernel's by the view's ow
 (offset of the fastest round trip). The bench also measures that offset from outside (a
 `page.evaluate` bracketed by `time.time()`) and prints both. Video latency: the frame stamp
 read back from the canvas right after each draw (bench/_videoview_page.HOOK), on the page's
-clock, corrected by the bench's offset. "kernel" latency: stamp to the chunk holding it leaving
-the kernel (aiortc's jitter buffer holds 4 Opus packets, 80 ms, before it decodes).
+clock, corrected by the bench's offset. The audio latency's parts: "kernel", stamp to the chunk
+holding the stamped sample leaving the kernel; "to the page", to that chunk reaching the page's
+AudioView (page clock, corrected by the view's offset); the rest is the page's jitter buffer and
+the audio output (`outputLatency` + `baseLatency`, printed per view).
 
 Underruns: the page's count (its buffer ran dry), per minute of each window. Kernel CPU: the
 kernel process's CPU time (user + system, psutil) per wall second; per AudioView = (level -
@@ -29,11 +34,18 @@ baseline) / views. The load average is printed with every window: the machine is
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import statistics
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
+
+from peerix_nb.nats_server import NatsServer
+from testbed import peer_procs
 
 from ._common import loadavg, machine, percentile
 from ._lab import Lab, browser_missing, chromium, jupyter_lab, notebook
@@ -42,21 +54,26 @@ from ._videoview_page import HOOK, Bench
 SETUP = """\
 import asyncio, json, os, time
 from peerix_nb import MemoryDriver, Peer
+from peerix_nb.drivers.nats import NatsDriver
 from peerix_nb.media import synthetic
 from peerix_nb.widgets import AudioView, VideoView
 
-driver = MemoryDriver()
-sender, receiver = Peer(driver=driver), Peer(driver=driver)
-source = synthetic(width=320, height=240, fps=15)
-await sender.publish(source, label="camera")
-await sender.join(room="audio-bench")
+if SENDER_URL:  # the sender is another process (a remote peer): the kernel only receives
+    receiver = Peer(driver=NatsDriver(SENDER_URL))
+    sender = source = None
+else:  # both in this kernel
+    driver = MemoryDriver()
+    sender, receiver = Peer(driver=driver), Peer(driver=driver)
+    source = synthetic(width=320, height=240, fps=15)
+    await sender.publish(source, label="camera")
+    await sender.join(room="audio-bench")
 await receiver.join(room="audio-bench")
 loop = asyncio.get_running_loop()
 end = loop.time() + 60
 while True:
-    remote = receiver.connections.get(sender.id)
-    stream = remote.streams.get("camera") if remote else None
-    if stream is not None and len(stream.tracks) == 2:
+    streams = [r.streams.get("camera") for r in receiver.connections.values()]
+    stream = next((s for s in streams if s is not None and len(s.tracks) == 2), None)
+    if stream is not None:
         break
     assert loop.time() < end, "no remote stream"
     await asyncio.sleep(0.1)
@@ -73,6 +90,7 @@ def snapshot():
     for name, v in views.items():
         a = v.stats["audio"]
         out[name] = {"latency": len(v.latency_samples), "kernel": len(v._pump.kernel_latency_samples),
+                     "arrival": len(v._pump.page_arrival_samples),
                      "underruns": a["underruns"], "played_s": a["played_s"],
                      "messages": a["messages_sent"], "bytes": a["bytes_sent"],
                      "late_sends": a["late_sends"], "late_chunks": a["late_chunks"],
@@ -90,6 +108,7 @@ def report(before):
         out["views"][name] = {
             "latency": list(v.latency_samples)[b["latency"]:],
             "kernel": list(v._pump.kernel_latency_samples)[b["kernel"]:],
+            "arrival": list(v._pump.page_arrival_samples)[b["arrival"]:],
             "underruns": a["underruns"] - b["underruns"],
             "played_s": a["played_s"] - b["played_s"],
             "messages": a["messages_sent"] - b["messages"],
@@ -120,12 +139,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loadavg_start": loadavg(),
         "batch": args.batch,
         "window_s": args.window,
+        "sender": args.sender,
     }
     print(f"date: {out['date']}\nmachine: {out['machine']}\nload average: {out['loadavg_start']}")
+    print(f"sender: {args.sender}, {args.batch} frame(s) of 20 ms per message")
+    with contextlib.ExitStack() as stack:
+        url = None
+        if args.sender == "process":
+            url = stack.enter_context(NatsServer()).url
+            stack.enter_context(_sender_process(url))
+        _run_lab(args, out, url)
+    out["loadavg_end"] = loadavg()
+    return out
+
+
+@contextlib.contextmanager
+def _sender_process(url: str) -> Iterator[subprocess.Popen[str]]:
+    """The sending peer in its own process (testbed/nats_peer_proc.py), publishing
+    `synthetic(320x240, 15 fps)` with sound as "camera": the kernel only receives, as from a
+    remote camera and microphone."""
+    proc = subprocess.Popen(
+        [sys.executable, str(peer_procs.PROGRAM), "--url", url, "--room", "audio-bench"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdin is not None
+        command = {"cmd": "publish", "label": "camera", "audio": True, "width": 320}
+        proc.stdin.write(json.dumps({**command, "height": 240, "fps": 15}) + "\n")
+        proc.stdin.flush()
+        yield proc
+    finally:
+        proc.terminate()  # the peer leaves the room and exits
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _run_lab(args: argparse.Namespace, out: dict[str, Any], url: str | None) -> None:
     with jupyter_lab() as lab_run, chromium() as page:
         name = "audio_bench.ipynb"
         cells = [
-            SETUP.replace("BATCH", str(args.batch)),
+            SETUP.replace("BATCH", str(args.batch)).replace("SENDER_URL", repr(url)),
             VIDEO,
             'show("audio 1")',
             'show("audio 2")',
@@ -186,11 +243,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         measure(3)
         bench.execute(
             "for v in views.values(): v.close()\nvideo.close()\n"
-            "await asyncio.gather(sender.leave(), receiver.leave())\nsource.stop()\nprint('left')"
+            "await asyncio.gather(*(p.leave() for p in (sender, receiver) if p))\n"
+            "if source: source.stop()\nprint('left')"
         )
     out["windows"] = windows
-    out["loadavg_end"] = loadavg()
-    return out
 
 
 def _p(values: list[float], q: float) -> str:
@@ -209,10 +265,11 @@ def report(out: dict[str, Any]) -> None:
         "| video latency p50 / p95 (ms) | audio - video p50 (ms) | underruns / min "
         "| kernel CPU (s/s) | per AudioView (s/s) | load average |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for w in windows:
         audio = [x for v in w["views"].values() for x in v["latency"]]
         kernel = [x for v in w["views"].values() for x in v["kernel"]]
+        arrival = [x for v in w["views"].values() for x in v.get("arrival", [])]
         underruns = sum(v["underruns"] for v in w["views"].values())
         per_min = underruns / max(len(w["views"]), 1) / w["kernel_seconds"] * 60
         cpu = w["cpu"]["kernel"]
@@ -224,6 +281,7 @@ def report(out: dict[str, Any]) -> None:
         )
         print(
             f"| {w['level']} | {_p(audio, 50)} / {_p(audio, 95)} | {_p(kernel, 50)} "
+            f"| {_p(arrival, 50)} "
             f"| {_p(w['video'], 50)} / {_p(w['video'], 95)} | {gap} "
             f"| {per_min:.1f} per view | {cpu:.3f} "
             f"| {'-' if per_view is None else f'{per_view:.3f}'} | {w['loadavg']} |"
@@ -255,6 +313,13 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=20.0, help="seconds per window")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before a window")
     parser.add_argument("--batch", type=int, default=2, help="20 ms frames per comm message")
+    parser.add_argument(
+        "--sender",
+        choices=("process", "kernel"),
+        default="process",
+        help="where the sending peer runs: its own process over NATS (a remote camera), or the"
+        " kernel itself (MemoryDriver)",
+    )
     parser.add_argument("--json", help="write the raw results here")
     args = parser.parse_args()
     missing = browser_missing()

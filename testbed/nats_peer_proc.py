@@ -9,7 +9,8 @@ lines on stdin:
     {"cmd": "join", "room": "R"}            (only needed with --no-join, or after a leave)
     {"cmd": "open", "label": "chat"}        {"cmd": "close", "label": "chat"}
     {"cmd": "send", "label": "chat", "data": "hi"}
-    {"cmd": "publish", "label": "cam"}      (peerix_nb.media.synthetic, 160x120 video at 15 fps)
+    {"cmd": "publish", "label": "cam"}      (peerix_nb.media.synthetic, 160x120 video at 15 fps;
+                                             "width", "height", "fps", "audio": true to change)
     {"cmd": "leave"}                        {"cmd": "exit"}
 
 Each command is acknowledged by a `cmd:done` line (with `result` where there is one) or a
@@ -156,7 +157,13 @@ class PeerProcess:
         elif cmd == "publish":
             from peerix_nb.media import synthetic
 
-            stream = synthetic(video=True, audio=False, width=160, height=120, fps=15)
+            stream = synthetic(
+                video=True,
+                audio=bool(request.get("audio", False)),
+                width=int(request.get("width", 160)),
+                height=int(request.get("height", 120)),
+                fps=float(request.get("fps", 15)),
+            )
             await peer.publish(stream, label=request.get("label"))
         elif cmd == "leave":
             await peer.leave()

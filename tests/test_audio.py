@@ -30,7 +30,7 @@ from peerix_nb.media import (
 )
 from peerix_nb.widgets import AudioView, VideoView
 from peerix_nb.widgets import audio as audio_view_module
-from peerix_nb.widgets.audio import FRAME, MonoPcm, audio_module, with_audio_player
+from peerix_nb.widgets.audio import BATCH, FRAME, MonoPcm, audio_module, with_audio_player
 from testbed.rooms import leave_all, poll_until, room
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
@@ -312,7 +312,7 @@ async def test_audio_view_of_a_remote_track_finds_the_stamps_after_opus() -> Non
         await a.publish(stream, label="tone")
         remote_stream = (await added).stream
         await poll_until(lambda: bool(remote_stream.audio_tracks))
-        view = AudioView(remote_stream)  # two frames a message by default
+        view = AudioView(remote_stream)  # BATCH frames a message by default
         page(view, {"type": "rendered", "frontend": "page", "views": 1})
         await poll_until(
             lambda: sum(len(c["stamps"]) for c, _ in audio_chunks(view)) >= 2, timeout=15
@@ -321,8 +321,8 @@ async def test_audio_view_of_a_remote_track_finds_the_stamps_after_opus() -> Non
         assert stamps[1][0] - stamps[0][0] == 25 * FRAME  # every 25th frame, to the sample
         assert stamps[1][1] - stamps[0][1] == pytest.approx(500, abs=40)  # 0.5 s apart, in ms
         chunks = audio_chunks(view)
-        assert [c["pos"] for c, _ in chunks] == [2 * i * FRAME for i in range(len(chunks))]
-        assert all(len(data) == 2 * 2 * FRAME for _, data in chunks)
+        assert [c["pos"] for c, _ in chunks] == [BATCH * i * FRAME for i in range(len(chunks))]
+        assert all(len(data) == 2 * BATCH * FRAME for _, data in chunks)  # int16
         assert view.stats["audio"]["frames_dropped"] == 0
         view.close()
         stream.stop()
@@ -438,6 +438,16 @@ const result = {};
   b.render(48000);
   result.late = { before, during, after, ended: { ...b.stats() } };
 }
+{ // four hiccups of 200 ms a second apart, then 22 s on time
+  const e = player();
+  for (let k = 0; k < 4; k++) {
+    for (let i = 0; i < 50; i++) { e.chunk(960); e.render(960); }
+    e.render(9600);
+  }
+  const spiky = { ...e.stats(), target: e.p.target };
+  for (let i = 0; i < 1100; i++) { e.chunk(960); e.render(960); }
+  result.calm = { spiky, after: { ...e.stats(), target: e.p.target } };
+}
 { // the page was late: 600 ms arrive at once
   const c = player();
   for (let i = 0; i < 10; i++) { c.chunk(960); c.render(960); }
@@ -482,11 +492,17 @@ def test_the_page_jitter_buffer_bounds_latency_counts_underruns_and_absorbs_drif
     assert fast["maxDepth"] < 100 * ms, fast  # 60 ms target + one 20 ms chunk + the band
     assert slow["underruns"] == 0 and slow["duplicated"] > 5 * ms, slow
     assert slow["played"] - fast["played"] > 9.9 * 1000 * ms  # it kept playing throughout
-    # late kernel: one underrun, silence meanwhile, then it plays again with a deeper buffer
+    # late kernel: one underrun, silence meanwhile, then it plays again with a deeper buffer,
+    # and back to the base target once the deeper one proved unneeded
     late = r["late"]
     assert late["before"]["underruns"] == 0 and late["during"]["underruns"] == 1, late
     assert late["during"]["silent"] > 0 and late["after"]["underruns"] == 1, late
     assert late["after"]["state"] == "playing" and late["after"]["target"] == 80 * ms, late
+    # after four hiccups, on time for 10 s with the buffer never near empty: the slack is
+    # given back at once, down to the base target (not 10 ms at a time)
+    calm = r["calm"]
+    assert calm["spiky"]["underruns"] == 4 and calm["spiky"]["target"] == 140 * ms, calm
+    assert calm["after"]["underruns"] == 4 and calm["after"]["target"] == 60 * ms, calm
     # the end of the stream drains to "idle" without an underrun
     assert late["ended"]["state"] == "idle" and late["ended"]["underruns"] == 1, late
     # a burst past the bound: cut back to the target, the oldest sound dropped

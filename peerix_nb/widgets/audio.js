@@ -15,6 +15,8 @@
 
 const WORKLET_SOURCE = "__PEERIX_AUDIO_WORKLET_SOURCE__";
 const PROCESSOR = "__PEERIX_AUDIO_PROCESSOR__";
+// one message of audio (the kernel's default batch) + 20 ms: the target without `buffer_ms`
+const DEFAULT_TARGET_MS = Number("__PEERIX_AUDIO_DEFAULT_TARGET_MS__");
 const REPORT_MS = 500;
 const METER_FLOOR_DB = -60;
 const SPEAKING_DB = -45;
@@ -34,7 +36,7 @@ function pageAudio() {
   const registry = (globalThis.__peerixAudio = globalThis.__peerixAudio || {});
   let shared = registry[PROCESSOR];
   if (shared) return shared;
-  const ctx = new AudioContext({ sampleRate: 48000, latencyHint: "interactive" });
+  const ctx = new AudioContext({ sampleRate: 48000, latencyHint: 0 });
   const url = URL.createObjectURL(new Blob([WORKLET_SOURCE], { type: "text/javascript" }));
   const ready = ctx.audioWorklet.addModule(url).finally(() => URL.revokeObjectURL(url));
   const listeners = new Set();
@@ -65,7 +67,9 @@ export function createAudioPlayer(model, send, { label = "sound" } = {}) {
   let failed = null;
   let active = false; // the kernel is sending
   let stats = null; // the worklet's last counters
-  let latencies = []; // [sent_ms, out_page_ms] not reported yet
+  let latencies = []; // [sent_ms, out_page_ms, arrived_page_ms] not reported yet
+  const arrivals = new Map(); // stamp sent_ms -> when its sample reached this page (page clock)
+  const recent = []; // the last chunks: {pos, end, at} (stream positions, page clock)
   let lastLatency = null;
   let chunks = 0;
   let suspendedDrops = 0; // chunks that came while the context could not play
@@ -83,8 +87,8 @@ export function createAudioPlayer(model, send, { label = "sound" } = {}) {
     gain.gain.value = model.get("muted") ? 0 : 1;
     refresh();
   };
-  // the jitter buffer's target: AudioView's `buffer_ms`, else 60 ms
-  const targetMs = Number(model.get("buffer_ms")) || 60;
+  // the jitter buffer's target: AudioView's `buffer_ms`, else the default
+  const targetMs = Number(model.get("buffer_ms")) || DEFAULT_TARGET_MS;
   const setup = shared.ready.then(
     () => {
       node = new AudioWorkletNode(ctx, PROCESSOR, {
@@ -121,7 +125,9 @@ export function createAudioPlayer(model, send, { label = "sound" } = {}) {
       refresh();
     } else if (m.type === "played") {
       const out = outputWallTime(m.time);
-      latencies.push([m.sent, out]);
+      const arrived = arrivals.get(m.sent);
+      arrivals.delete(m.sent);
+      latencies.push(arrived === undefined ? [m.sent, out] : [m.sent, out, arrived]);
       if (latencies.length > 200) latencies.shift();
       lastLatency = out - m.sent;
     }
@@ -195,6 +201,16 @@ export function createAudioPlayer(model, send, { label = "sound" } = {}) {
       chunks += 1;
       active = true;
       const arrived = performance.now();
+      const samplesIn = buffers && buffers.length ? buffers[0].byteLength / 2 : 0;
+      recent.push({ pos: msg.pos, end: msg.pos + samplesIn, at: performance.timeOrigin + arrived });
+      if (recent.length > 64) recent.shift();
+      for (const stamp of msg.stamps || []) {
+        // a stamp is announced once the kernel read all of it, often a chunk after the one
+        // holding its first sample: that chunk's arrival is when the page had the sample
+        const holder = recent.find((c) => stamp[0] >= c.pos && stamp[0] < c.end);
+        arrivals.set(stamp[1], holder ? holder.at : performance.timeOrigin + arrived);
+        if (arrivals.size > 64) arrivals.delete(arrivals.keys().next().value);
+      }
       if (lastArrival) {
         maxGap = Math.max(maxGap, arrived - lastArrival);
         if (arrived - lastArrival > 60) lateChunks += 1;

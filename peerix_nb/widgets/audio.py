@@ -13,19 +13,19 @@ asynchronous: one more queue to bound). Opus would send ~155 bytes a frame inste
 carries 96 KB/s easily (VideoView pushes several times that in JPEG). So: PCM, mono, 48 kHz,
 int16 little-endian.
 
-Two 20 ms frames a message by default (`batch=2`): half the messages through the kernel, the
-Jupyter server and the page, for 20 ms more latency. On a busy machine (bench/audio.py, load
-average 6-7 from other work, three AudioViews and a VideoView) back-to-back runs underran 21
-times a minute with two frames a message against 56 with one, though the noise of that
-machine was as large as the difference.
+One 20 ms frame a message by default (`batch=1`): the page has each frame as soon as the kernel
+does (two a message cost 20 ms more latency for half the messages; on this 2-core machine the
+underruns of the two were within the run-to-run noise, bench/audio.py).
 
 The flow: every 20 ms frame of the track is read (a *queued* Tap subscriber: the Tap keeps only
 the newest frame for ordinary readers, which is right for video and wrong for audio, where a
 missing frame is a click), mixed to mono 48 kHz int16, searched for audio stamps
 (`media.AudioStampReader`: synthetic() tones carry their send time), and pushed in chunks of
 `batch` frames with their position in the stream and the stamps found. The page plays them
-through an AudioWorklet jitter buffer (audio_worklet.js: target 60 ms, bounded, counts
-underruns, absorbs clock drift) and reports back every 500 ms what it played: `stats["audio"]`
+through an AudioWorklet jitter buffer (audio_worklet.js: target one message + 20 ms, grown by
+underruns and shrunk by unused slack, bounded, absorbs clock drift) on an AudioContext asking
+for the lowest output latency (`latencyHint: 0`: 8 + 2.7 ms in headless Chromium here, against
+30 + 10 ms for "interactive") and reports back every 500 ms what it played: `stats["audio"]`
 (`played_s`, `underruns`, `level_dbfs`, `latency_ms`, ...).
 
 Latency for stamped sources: the page tells when each stamped sample left its audio output
@@ -82,8 +82,9 @@ from ._common import (
 
 RATE = 48_000
 FRAME = 960  # samples in 20 ms
+FRAME_MS = 20
 QUEUE_FRAMES = 25  # unread frames a view may fall behind (0.5 s) before the oldest drops
-BATCH = 2  # 20 ms frames per comm message (bench/audio.py: fewer underruns on a busy machine)
+BATCH = 1  # 20 ms frames per comm message
 PING_INTERVAL = 1.0  # s between clock pings while playing
 PINGS_KEPT = 64  # the offset comes from the fastest round trip of the last 64 (~1 min)
 STAMP_GIVE_UP = 50  # places that looked like a stamp and were not, with none found: stop looking
@@ -107,6 +108,7 @@ def audio_module() -> str:
     for marker, value in (
         ('"__PEERIX_AUDIO_WORKLET_SOURCE__"', worklet),
         ('"__PEERIX_AUDIO_PROCESSOR__"', name),
+        ('"__PEERIX_AUDIO_DEFAULT_TARGET_MS__"', str(FRAME_MS * (BATCH + 1))),
     ):
         if marker not in module:
             raise RuntimeError(f"audio.js lacks {marker}")
@@ -251,6 +253,9 @@ class AudioPump:
         self.latency_samples: deque[float] = deque(maxlen=600)  # ms, capture -> speaker
         # ms, capture -> the chunk holding the stamp leaves the kernel (the rest is the page's)
         self.kernel_latency_samples: deque[float] = deque(maxlen=600)
+        self._chunks_sent: deque[tuple[int, int, float]] = deque(maxlen=8)  # (pos, end, ms)
+        # ms, capture -> the chunk holding the stamp reached the page (kernel, Jupyter, socket)
+        self.page_arrival_samples: deque[float] = deque(maxlen=600)
         self._latency_ms: float | None = None
 
     # -- what the widget tells us ------------------------------------------------------------
@@ -336,6 +341,10 @@ class AudioPump:
             latency_p50_ms=round(statistics.median(recent), 1) if recent else None,
             kernel_latency_ms=(
                 round(self.kernel_latency_samples[-1], 1) if self.kernel_latency_samples else None
+            ),
+            # of latency_ms: capture -> the page had it; the rest is the page's buffer + output
+            page_arrival_ms=(
+                round(self.page_arrival_samples[-1], 1) if self.page_arrival_samples else None
             ),
             frames_in=self.frames_in,
             frames_dropped=self.frames_dropped,
@@ -438,9 +447,12 @@ class AudioPump:
             if self._sent_at and now - self._sent_at[-1] > 0.06:
                 self.late_sends += 1
             self._sent_at.append(now)
-            if found:
-                sent_ms = time.time() * 1000.0
-                self.kernel_latency_samples.extend(sent_ms - stamp[1] for stamp in found)
+            sent_ms = time.time() * 1000.0
+            self._chunks_sent.append((self._pos, self._pos + chunk.size, sent_ms))
+            for position, stamp_sent in found:
+                # found once all of it was read, often a chunk after the one holding its start
+                left = next((t for a, b, t in self._chunks_sent if a <= position < b), sent_ms)
+                self.kernel_latency_samples.append(left - stamp_sent)
             self._pos += chunk.size
             self.messages_sent += 1
             self.bytes_sent += len(payload)
@@ -477,11 +489,14 @@ class AudioPump:
         for item in content.get("latencies") or ():
             try:
                 sent, out = float(item[0]), float(item[1])
+                arrived = float(item[2]) if len(item) > 2 else None
             except (TypeError, ValueError, IndexError):
                 continue
             latency = out - offset - sent
             self.latency_samples.append(latency)
             self._latency_ms = latency
+            if arrived is not None:
+                self.page_arrival_samples.append(arrived - offset - sent)
 
 
 class AudioView(anywidget.AnyWidget):
@@ -494,10 +509,12 @@ class AudioView(anywidget.AnyWidget):
     click on its "enable sound" button). The view stops by itself when the track ends and
     when the widget is closed; `set_source()` switches to another track.
 
-    `buffer_ms` (default 60) is the page's jitter buffer target: what it holds before playing
-    and again after running dry (it grows by 20 ms per underrun, up to +140 ms, and comes back
-    when calm). More absorbs a slower link (a remote kernel) at the cost of latency. `batch`
-    sends that many 20 ms frames per comm message (1: 20 ms less latency, twice the messages).
+    `buffer_ms` is the page's jitter buffer target: what it holds before playing and again
+    after running dry (default: one message of audio + 20 ms, i.e. 40 ms with `batch=1`). It
+    grows by 20 ms per underrun, up to +140 ms, and shrinks back by the slack it did not use
+    over 10 s without one. More absorbs a slower link (a remote kernel) at the cost of latency.
+    `batch` sends that many 20 ms frames per comm message (more: fewer messages through
+    kernel, server and page, for 20 ms more latency each).
     """
 
     _esm = audio_module()
@@ -507,7 +524,7 @@ class AudioView(anywidget.AnyWidget):
     message = traitlets.Unicode("").tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
     muted = traitlets.Bool(False).tag(sync=True)
-    buffer_ms = traitlets.Int(60).tag(sync=True)  # the page's jitter buffer target (when made)
+    buffer_ms = traitlets.Int(40).tag(sync=True)  # the page's jitter buffer target (when made)
 
     def __init__(
         self,
@@ -516,10 +533,14 @@ class AudioView(anywidget.AnyWidget):
         *,
         title: str = "",
         batch: int = BATCH,
-        buffer_ms: int = 60,
+        buffer_ms: int | None = None,
         rendered_timeout: float = 10.0,
         **kwargs: Any,
     ) -> None:
+        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 10:
+            raise ValueError(f"batch must be 1 to 10 frames of 20 ms, got {batch!r}")
+        if buffer_ms is None:
+            buffer_ms = FRAME_MS * (batch + 1)
         if (
             not isinstance(buffer_ms, int)
             or isinstance(buffer_ms, bool)
@@ -528,8 +549,6 @@ class AudioView(anywidget.AnyWidget):
             raise ValueError(f"buffer_ms must be an integer from 20 to 1000, got {buffer_ms!r}")
         if not isinstance(muted, bool):
             raise TypeError(f"muted must be True or False, got {muted!r}")
-        if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= 10:
-            raise ValueError(f"batch must be 1 to 10 frames of 20 ms, got {batch!r}")
         if (
             not isinstance(rendered_timeout, int | float)
             or isinstance(rendered_timeout, bool)

@@ -12,8 +12,10 @@
 //   samples down to the target;
 // - when the kernel is late the buffer runs dry: silence, one underrun counted, and it buffers
 //   `target` ms again before playing (the target grows by 20 ms per underrun, up to
-//   `maxTarget`, and shrinks back by 10 ms per 5 s without one: a loaded machine gets a
-//   deeper buffer);
+//   `maxTarget`: a loaded machine gets a deeper buffer);
+// - it shrinks back by the slack it did not need: every 10 s without an underrun, by the
+//   smallest depth seen while playing in those 10 s less a 10 ms margin, down to the base
+//   target (so the target follows the worst wait of the last 10 s, not a fixed decay);
 // - clock drift (the kernel's clock against the audio device's) is absorbed: the smallest depth
 //   seen over each second should stay within [low, target]; above it 1 to 4 samples per
 //   quantum are dropped (the more, the further above: 0.8-3 %), below it one is repeated,
@@ -22,6 +24,7 @@
 //   tell the capture-to-speaker latency, and its counters ten times a second.
 
 const RENDER_QUANTUM = 128;
+const SLACK_WINDOW_S = 10; // how long the buffer must have had slack before it shrinks
 
 class PeerixAudioPlayer extends AudioWorkletProcessor {
   constructor(options) {
@@ -48,7 +51,10 @@ class PeerixAudioPlayer extends AudioWorkletProcessor {
     this.minDepth = Infinity; // over the current second
     this.windowLeft = sampleRate;
     this.adjust = 0; // n > 0: drop n samples per quantum, -1: repeat one, 0: nothing
-    this.calm = 0; // samples played since the last underrun
+    this.worstDip = Infinity; // the smallest depth while playing in this slack window
+    this.slackLeft = SLACK_WINDOW_S * sampleRate;
+    this.slackUnderruns = 0; // underruns in this slack window
+    this.margin = ms(o.marginMs || 10);
     this.sumSquares = 0; // of what was put out since the last report (silence counts as 0)
     this.levelCount = 0;
     this.levels = []; // [sumSquares, count] of the last 3 reports: the level is over 300 ms
@@ -168,7 +174,6 @@ class PeerixAudioPlayer extends AudioWorkletProcessor {
         }
       }
       this.played += i;
-      this.calm += i;
       if (i < out.length) {
         if (this.ending) {
           this.state = "idle";
@@ -178,10 +183,11 @@ class PeerixAudioPlayer extends AudioWorkletProcessor {
           this.silent += out.length - i;
           this.state = "buffering";
           this.target = Math.min(this.maxTarget, this.target + Math.round(0.02 * sampleRate));
-          this.calm = 0;
+          this.slackUnderruns += 1;
         }
       }
       this.minDepth = Math.min(this.minDepth, this.depth);
+      if (this.state === "playing") this.worstDip = Math.min(this.worstDip, this.depth);
     } else if (this.state === "buffering" && !this.ending && this.played > 0) {
       this.silent += out.length;
     }
@@ -211,10 +217,16 @@ class PeerixAudioPlayer extends AudioWorkletProcessor {
         this.adjust = 0;
       }
       this.minDepth = Infinity;
-      if (this.calm > 5 * sampleRate && this.target > this.baseTarget) {
-        this.target = Math.max(this.baseTarget, this.target - Math.round(0.01 * sampleRate));
-        this.calm = 0;
+    }
+    this.slackLeft -= out.length;
+    if (this.slackLeft <= 0) {
+      this.slackLeft = SLACK_WINDOW_S * sampleRate;
+      const slack = this.worstDip - this.margin;
+      if (this.slackUnderruns === 0 && this.worstDip !== Infinity && slack > 0) {
+        this.target = Math.max(this.baseTarget, this.target - slack);
       }
+      this.worstDip = Infinity;
+      this.slackUnderruns = 0;
     }
     this.reportLeft -= out.length;
     if (this.reportLeft <= 0) {
