@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from peerix_nb import Event, MemoryDriver, Peer
 
@@ -96,3 +97,14 @@ async def room(
 async def leave_all(peers: Iterable[Peer]) -> None:
     """Every peer leaves, at once."""
     await asyncio.gather(*(p.leave() for p in peers))
+
+
+async def remote_tone(sender: Peer, receiver: Peer, label: str = "tone") -> tuple[Any, Any]:
+    """`sender` publishes `synthetic(video=False)` (the stamped 440 Hz tone) as `label`: that
+    stream, and the remote audio track `receiver` got (the caller stops the stream)."""
+    from peerix_nb.media import synthetic
+
+    added = asyncio.ensure_future(receiver.wait_for("track:add", timeout=10))
+    stream = synthetic(video=False)
+    await sender.publish(stream, label=label)
+    return stream, (await added).track

@@ -31,7 +31,7 @@ from peerix_nb.media import (
 from peerix_nb.widgets import AudioView, VideoView
 from peerix_nb.widgets import audio as audio_view_module
 from peerix_nb.widgets.audio import BATCH, FRAME, MonoPcm, audio_module, with_audio_player
-from testbed.rooms import leave_all, poll_until, room
+from testbed.rooms import leave_all, poll_until, remote_tone, room
 from tests.widget_comm import page, pushed, recording_comm  # noqa: F401 (autouse fixture)
 
 RATE = 48_000
@@ -114,10 +114,7 @@ def test_audio_stamps_survive_aiortc_opus_codec_to_the_sample() -> None:
 async def test_audio_stamps_arrive_over_a_real_connection() -> None:
     a, b = await room(2)
     try:
-        added = asyncio.ensure_future(b.wait_for("track:add", timeout=10))
-        stream = synthetic(video=False)
-        await a.publish(stream, label="tone")
-        track = (await added).track
+        stream, track = await remote_tone(a, b)
         assert track.kind == "audio"
         reader = tap_for(track).subscribe(origin=track, queue=50)
         stamps_reader = AudioStampReader()
