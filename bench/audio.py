@@ -45,6 +45,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from peerix_nb.nats_server import NatsServer
+from peerix_nb.widgets.audio import BATCH
 from testbed import peer_procs
 
 from ._common import loadavg, machine, percentile
@@ -312,7 +313,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--window", type=float, default=20.0, help="seconds per window")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds before a window")
-    parser.add_argument("--batch", type=int, default=2, help="20 ms frames per comm message")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=BATCH,
+        help="20 ms frames per comm message (AudioView's default)",
+    )
     parser.add_argument(
         "--sender",
         choices=("process", "kernel"),

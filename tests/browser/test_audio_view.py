@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
 
 from testbed.lab import ARTIFACTS, Lab
+from tests.browser.no_gesture import NoGesture
 
 pytestmark = pytest.mark.browser
 
@@ -138,74 +138,6 @@ def test_video_view_plays_picture_and_sound_and_room_tiles_mute_each(lab: Lab) -
 
 
 # -- without the autoplay flag --------------------------------------------------------------------
-class NoGesture:
-    """Drives a JupyterLab page WITHOUT giving it a user gesture. Playwright's own evaluate,
-    wait_for_* and locator calls run with `userGesture: true` (seen here: after one
-    `page.evaluate`, `navigator.userActivation.hasBeenActive` is true and a new AudioContext
-    runs), so until the click under test, scripts go through CDP with `userGesture: false`."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.cdp = lab.page.context.new_cdp_session(lab.page)
-
-    def js(self, expression: str) -> Any:
-        result = self.cdp.send(
-            "Runtime.evaluate",
-            {
-                "expression": expression,
-                "returnByValue": True,
-                "awaitPromise": True,
-                "userGesture": False,
-            },
-        )
-        if "exceptionDetails" in result:
-            raise AssertionError(f"page script failed: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def until(self, expression: str, timeout: float = 60, what: str = "") -> Any:
-        """Poll `expression` in the page (every 100 ms) until it is truthy."""
-        deadline = time.monotonic() + timeout
-        while not (value := self.js(expression)):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"not true within {timeout} s: {what or expression}")
-            time.sleep(0.1)  # polling the page: the condition is the answer
-        return value
-
-    def open(self, notebook: str) -> None:
-        server = self.lab.server
-        self.lab.page.goto(f"{server.url}/lab/tree/{notebook}?token={server.token}&reset")
-        self.until(
-            f"""(() => {{
-                const app = window.jupyterapp, w = app && app.shell.currentWidget;
-                if (!w || !w.context || w.context.path !== {json.dumps(notebook)}) return false;
-                if (!w.context.isReady) return false;
-                const k = w.sessionContext.session && w.sessionContext.session.kernel;
-                return !!k && k.status === 'idle';
-            }})()""",
-            what=f"{notebook} open with an idle kernel",
-        )
-
-    def run_cell(self, index: int, timeout: float = 90) -> None:
-        self.js(
-            f"""(() => {{
-                const nb = window.jupyterapp.shell.currentWidget.content;
-                nb.activeCellIndex = {index};
-                void window.jupyterapp.commands.execute('notebook:run-cell');
-                return true;
-            }})()"""
-        )
-        self.until(
-            f"""(() => {{
-                const w = window.jupyterapp.shell.currentWidget;
-                const cell = w.content.widgets[{index}];
-                return w.sessionContext.session.kernel.status === 'idle'
-                    && cell.model.executionCount !== null;
-            }})()""",
-            timeout,
-            what=f"cell {index} done",
-        )
-
-
 @pytest.mark.timeout(180)
 def test_without_a_gesture_the_view_asks_for_a_click_then_plays(lab_needs_a_click: Lab) -> None:
     lab, quiet = lab_needs_a_click, NoGesture(lab_needs_a_click)

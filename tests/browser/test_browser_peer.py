@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from tests.browser.no_gesture import NoGesture
+
 pytestmark = pytest.mark.browser
 
 VIDEO_PLAYS = """([label, advance]) => {
@@ -246,80 +248,19 @@ def test_tiles_play_remote_sound(lab) -> None:
     assert "CLOSED" in lab.output_text(4)
 
 
-class ScriptOnly:
-    """Drives JupyterLab the way a script would, never as a user.
-
-    Playwright's `evaluate` (and what is built on it: Lab.run_cell, wait_for_function, ...)
-    runs with Chromium's `userGesture` set, which counts as the user's first interaction and
-    lifts the autoplay block. Chromium's own Runtime.evaluate, through a CDP session, does not.
-    """
-
-    @staticmethod
-    def idle(also: str = "true") -> str:
-        """An expression: the notebook is open, its kernel idle, and `also`."""
-        return f"""(() => {{
-            const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-            if (!w || !w.context || !w.context.isReady) return false;
-            const k = w.sessionContext.session && w.sessionContext.session.kernel;
-            return !!k && k.status === 'idle' && ({also});
-        }})()"""
-
-    def __init__(self, lab) -> None:
-        self.lab = lab
-        self.cdp = lab.page.context.new_cdp_session(lab.page)
-
-    def __call__(self, expression: str):
-        reply = self.cdp.send(
-            "Runtime.evaluate",
-            {"expression": expression, "returnByValue": True, "userGesture": False},
-        )
-        if "exceptionDetails" in reply:
-            raise AssertionError(f"{expression!r} raised: {reply['exceptionDetails']}")
-        return reply["result"].get("value")
-
-    def wait(self, expression: str, timeout: float = 60, what: str = "") -> None:
-        deadline = time.monotonic() + timeout
-        while not self(expression):
-            assert time.monotonic() < deadline, f"not within {timeout} s: {what or expression}"
-            self.lab.page.wait_for_timeout(100)  # polling the page: the condition is the answer
-
-    def open(self, notebook: str) -> None:
-        server = self.lab.server
-        self.lab.page.goto(f"{server.url}/lab/tree/{notebook}?token={server.token}&reset")
-        self.wait(self.idle(), 60, f"{notebook} open with an idle kernel")
-
-    def run_cell(self, index: int, timeout: float = 60) -> str:
-        """Run code cell `index`, wait for it, and return what it printed."""
-        cell = f"window.jupyterapp.shell.currentWidget.content.widgets[{index}]"
-        self(f"{cell}.model.outputs.clear(); {cell}.model.executionCount = null;")
-        self(
-            "(() => { const nb = window.jupyterapp.shell.currentWidget.content;"
-            f" nb.activeCellIndex = {index};"
-            " void window.jupyterapp.commands.execute('notebook:run-cell'); })()"
-        )
-        self.wait(self.idle(f"{cell}.model.executionCount !== null"), timeout, f"cell {index}")
-        outputs = json.loads(self(f"JSON.stringify({cell}.model.outputs.toJSON())"))
-        for out in outputs:
-            if out.get("output_type") == "error":
-                raise AssertionError(f"cell {index}: {out.get('ename')}: {out.get('evalue')}")
-        return "".join(
-            "".join(o.get("text", "")) for o in outputs if o.get("output_type") == "stream"
-        )
-
-
 @pytest.mark.timeout(180)
 def test_tile_sound_waits_for_a_click_where_autoplay_is_blocked(lab_needs_a_click) -> None:
     """Without the autoplay flag the tile plays muted with a "Click to enable sound" button;
     a click (a real one, through Playwright's input) gives it its sound."""
     lab = lab_needs_a_click
     page = lab.page
-    script = ScriptOnly(lab)
+    script = NoGesture(lab)
     script.open("sound_tiles.ipynb")
     script.run_cell(1)
     tile = tagged(script.run_cell(2), "TILE")
     assert tile["audio_tracks"] == 1, tile
-    assert script("navigator.userActivation.hasBeenActive") is False  # nobody clicked yet
-    script.wait(
+    assert script.js("navigator.userActivation.hasBeenActive") is False  # nobody clicked yet
+    script.until(
         f"""(() => {{
             const v = document.querySelector("{TILE} video");
             const button = document.querySelector("{TILE} .peerix-bp-sound");
